@@ -1,0 +1,39 @@
+"""Sine positional encoding shared by the pixel decoder and the SEEM decoder."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def sine_position_embedding(
+    height: int,
+    width: int,
+    num_pos_feats: int = 256,
+    temperature: float = 10000.0,
+    device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Normalised 2D sine/cosine embedding (DETR style, ``normalize=True``, scale 2*pi).
+
+    Returns ``[1, 2*num_pos_feats, height, width]``: the first ``num_pos_feats`` channels encode y,
+    the next ``num_pos_feats`` encode x, each with sin/cos interleaved. Depends only on the shape.
+    """
+    eps = 1e-6
+    scale = 2 * math.pi
+    ones = torch.ones(1, height, width, device=device, dtype=torch.float32)
+    y_embed = ones.cumsum(1, dtype=torch.float32)
+    x_embed = ones.cumsum(2, dtype=torch.float32)
+    y_embed = y_embed / (y_embed[:, -1:, :] + eps) * scale
+    x_embed = x_embed / (x_embed[:, :, -1:] + eps) * scale
+
+    dim_t = torch.arange(num_pos_feats, dtype=torch.float32, device=device)
+    dim_t = temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / num_pos_feats)
+
+    pos_x = x_embed[:, :, :, None] / dim_t
+    pos_y = y_embed[:, :, :, None] / dim_t
+    pos_x = torch.stack((pos_x[:, :, :, 0::2].sin(), pos_x[:, :, :, 1::2].cos()), dim=4).flatten(3)
+    pos_y = torch.stack((pos_y[:, :, :, 0::2].sin(), pos_y[:, :, :, 1::2].cos()), dim=4).flatten(3)
+    pos = torch.cat((pos_y, pos_x), dim=3).permute(0, 3, 1, 2)
+    return pos.to(dtype)
