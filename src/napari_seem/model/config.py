@@ -1,0 +1,120 @@
+"""SEEM configurations as plain dataclasses, with the four official presets.
+
+The official code reads YAML into nested dicts; here each part of the model has a small dataclass
+and a preset is just a function returning a filled :class:`SeemConfig`. Every size is a field, so
+tiny models (for training an embedded default) are built by the same code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+InferenceMode = Literal["v1", "v0", "demo"]
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """FocalNet. ``variant`` is ``"focal_dw"`` (Focal-T in SEEM) or ``"focal"`` (Focal-L)."""
+
+    variant: Literal["focal_dw", "focal"] = "focal_dw"
+    embed_dim: int = 96
+    depths: tuple[int, ...] = (2, 2, 6, 2)
+    focal_levels: tuple[int, ...] = (3, 3, 3, 3)
+    focal_windows: tuple[int, ...] = (3, 3, 3, 3)
+    mlp_ratio: float = 4.0
+
+    @property
+    def out_channels(self) -> tuple[int, ...]:
+        return tuple(self.embed_dim * 2**i for i in range(len(self.depths)))
+
+
+@dataclass(frozen=True)
+class PixelDecoderConfig:
+    """Transformer-encoder FPN (Mask2Former's ``transformer_encoder_fpn``)."""
+
+    conv_dim: int = 512
+    mask_dim: int = 512
+    encoder_layers: int = 6
+    nheads: int = 8
+    dim_feedforward: int = 2048
+    norm_groups: int = 32
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """CLIP-style causal text transformer."""
+
+    vocab_size: int = 49408
+    context_length: int = 77
+    width: int = 512
+    layers: int = 12
+    heads: int = 8
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """SEEM decoder. ``num_layers`` is the number of transformer layers (the official DEC_LAYERS - 1)."""
+
+    hidden_dim: int = 512
+    dim_proj: int = 512
+    num_queries: int = 101
+    nheads: int = 8
+    dim_feedforward: int = 2048
+    num_layers: int = 9
+    num_feature_levels: int = 3
+    spatial_memories: int = 32
+    max_spatial_len: tuple[int, ...] = (512, 512, 512, 512)
+    queries_per_prompt: int = 3  # v1 only: spatial queries drawn per prompt object
+    num_classes_train: int = 133  # size of the training criterion's class weight (a checkpoint buffer)
+
+
+@dataclass(frozen=True)
+class SeemConfig:
+    """A whole SEEM model: architecture plus the inference logic (``mode``) run on it.
+
+    ``mode`` selects the decoder's behaviour for visual prompts: ``"v1"`` (multi-object, sampled spatial
+    queries, split memories), ``"v0"`` (one prompt per image, all object queries copied), or ``"demo"``
+    (prompts as tokens in the object queries' self-attention, as the official Gradio app runs).
+    The state-dict keys do not depend on ``mode``.
+    """
+
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    pixel_decoder: PixelDecoderConfig = field(default_factory=PixelDecoderConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    mode: InferenceMode = "v1"
+    size_divisibility: int = 32
+    pixel_mean: tuple[float, float, float] = (123.675, 116.280, 103.530)
+    pixel_std: tuple[float, float, float] = (58.395, 57.120, 57.375)
+
+    def with_mode(self, mode: InferenceMode) -> "SeemConfig":
+        return replace(self, mode=mode)
+
+
+_FOCAL_L = BackboneConfig(variant="focal", embed_dim=192, depths=(2, 2, 18, 2), focal_levels=(4, 4, 4, 4))
+
+
+def _preset(backbone: BackboneConfig, mode: InferenceMode) -> SeemConfig:
+    return SeemConfig(backbone=backbone, mode=mode)
+
+
+PRESETS: dict[str, SeemConfig] = {
+    "focalt_v1": _preset(BackboneConfig(), "v1"),
+    "focall_v1": _preset(_FOCAL_L, "v1"),
+    "focalt_v0": _preset(BackboneConfig(), "v0"),
+    "focall_v0": _preset(_FOCAL_L, "v0"),
+    # The official Gradio app: the demo decoder logic run on the v0 checkpoints.
+    "focalt_demo": _preset(BackboneConfig(), "demo"),
+    "focall_demo": _preset(_FOCAL_L, "demo"),
+}
+
+
+def get_config(variant: str | SeemConfig) -> SeemConfig:
+    """Return the preset named ``variant`` (e.g. ``"focalt_v1"``), or ``variant`` itself if it is a config."""
+    if isinstance(variant, SeemConfig):
+        return variant
+    try:
+        return PRESETS[variant]
+    except KeyError:
+        raise ValueError(f"unknown SEEM variant {variant!r}; known: {', '.join(sorted(PRESETS))}") from None
