@@ -2,7 +2,8 @@
 # One-stop environment set-up for napari-seem. Idempotent and cheap when nothing changed.
 #
 #   bash scripts/setup.sh          # set up only
-#   source scripts/setup.sh        # what scripts/test.sh and scripts/run_main.sh do
+#   source scripts/setup.sh        # what scripts/test.sh and scripts/run_main.sh do (from a
+#                                  # script: it sets -euo pipefail, so not in an interactive shell)
 #
 # 1. system packages: Xvfb and the X11/xcb/GL runtime libraries Qt 6 (PyQt6) needs
 #    (apt-get, only when one is missing; needs root or sudo);

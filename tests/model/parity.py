@@ -66,7 +66,8 @@ def find_shared_input(fixture: Fixture, key: str) -> np.ndarray:
     """An input array the fixture does not repeat (``image`` or ``text_embeddings``).
 
     Fixtures made on the same inputs omit them. An image is found by ``meta.image_sha256_float32``
-    when given; text embeddings by the same ``meta.classes`` / ``meta.vocabulary``. Among matches a
+    when given; text embeddings by the same ``meta.classes`` / ``meta.vocabulary`` when the fixture
+    names them. Among matches a
     generic-forward fixture is preferred.
     """
     if key in fixture.arrays:
@@ -82,7 +83,8 @@ def find_shared_input(fixture: Fixture, key: str) -> np.ndarray:
         if key == "image" and wanted_sha is not None:
             if hashlib.sha256(arrays[key].astype(np.float32).tobytes()).hexdigest() != wanted_sha:
                 continue
-        if key == "text_embeddings" and (meta.get("classes"), meta.get("vocabulary")) != vocabulary:
+        named = vocabulary != (None, None)
+        if key == "text_embeddings" and named and (meta.get("classes"), meta.get("vocabulary")) != vocabulary:
             continue
         candidates.append((meta["kind"] != "generic", path))
     if not candidates:

@@ -43,6 +43,13 @@ def _conv_nhwc(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return y.contiguous()
 
 
+def _linear_scaled(x: torch.Tensor, lin: nn.Linear, scale: torch.Tensor | None) -> torch.Tensor:
+    """``scale * lin(x)`` with the per-output-channel ``scale [Cout]`` folded into the weights."""
+    if scale is None:
+        return lin(x)
+    return F.linear(x, lin.weight * scale[:, None], lin.bias * scale)
+
+
 class Mlp(nn.Module):
     """``fc1 -> GELU(exact) -> fc2`` on the last dim. ``[..., C] -> [..., C]``."""
 
@@ -52,8 +59,9 @@ class Mlp(nn.Module):
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden_dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+    def forward(self, x: torch.Tensor, out_scale: torch.Tensor | None = None) -> torch.Tensor:
+        """``[..., C] -> [..., C]``; optional ``out_scale [C]`` is folded into ``fc2``."""
+        return _linear_scaled(self.act(self.fc1(x)), self.fc2, out_scale)
 
 
 class FocalModulation(nn.Module):
@@ -98,12 +106,19 @@ class FocalModulation(nn.Module):
         if use_postln_in_modulation:
             self.ln = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, out_scale: torch.Tensor | None = None) -> torch.Tensor:
+        """``x: [B, H, W, C] -> [B, H, W, C]``; ``out_scale [C]`` (optional) scales the output channels.
+
+        ``out_scale`` lets a block fold its layerscale ``gamma`` into ``proj`` (a ``C x C`` weight
+        scaling instead of an elementwise pass over the whole feature map).
+        """
         c, n_levels = self.dim, self.focal_level
-        y = self.f(x)  # [B, H, W, 2C+L+1]
-        q, ctx, gates = torch.split(y, (c, c, n_levels + 1), dim=-1)
-        # The conv needs a dense channels-last input; the split slice is strided.
-        ctx = ctx.contiguous()
+        w, b = self.f.weight, self.f.bias
+        # f's output rows are [q (C), ctx (C), gates (L+1)]. ctx is computed by its own GEMM so that it
+        # is dense (the depthwise conv would otherwise need a copy of a strided slice).
+        ctx = F.linear(x, w[c : 2 * c], b[c : 2 * c])  # [B, H, W, C]
+        qg = F.linear(x, torch.cat((w[:c], w[2 * c :])), torch.cat((b[:c], b[2 * c :])))
+        q, gates = qg[..., :c], qg[..., c:]  # [B, H, W, C], [B, H, W, L+1]
 
         ctx_all = None
         for level in range(n_levels):
@@ -122,11 +137,10 @@ class FocalModulation(nn.Module):
             ctx_all = ctx_all / (n_levels + 1)
 
         # h is a 1x1 conv == a Linear on the channel dim in NHWC layout.
-        modulator = F.linear(ctx_all, self.h.weight.view(c, c), self.h.bias)
-        out = q * modulator
+        out = q * F.linear(ctx_all, self.h.weight.view(c, c), self.h.bias)
         if self.use_postln_in_modulation:
             out = self.ln(out)
-        return self.proj(out)
+        return _linear_scaled(out, self.proj, out_scale)
 
 
 class FocalNetBlock(nn.Module):
@@ -180,21 +194,31 @@ class FocalNetBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def _scale(self, y: torch.Tensor, which: int) -> torch.Tensor:
+    def _gammas(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         if not self.use_layerscale:
-            return y
-        return y * (self.gamma_1 if which == 1 else self.gamma_2)
+            return None, None
+        return self.gamma_1, self.gamma_2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g1, g2 = self._gammas()
         if self.variant == "focal_dw":
+            # gamma is folded into the last Linear of each branch (see _linear_scaled).
             x = x + _conv_nhwc(self.dw1, x)
-            x = self.norm1(x + self._scale(self.modulation(x), 1))
+            x = self.norm1(x + self.modulation(x, g1))
             x = x + _conv_nhwc(self.dw2, x)
-            x = self.norm2(x + self._scale(self.mlp(x), 2))
+            x = self.norm2(x + self.mlp(x, g2))
         else:
-            x = x + self._scale(self.norm1(self.modulation(x)), 1)
-            x = x + self._scale(self.norm2(self.mlp(x)), 2)
+            # gamma * LayerNorm(y) == LayerNorm with gamma folded into its affine parameters.
+            x = x + _layer_norm_scaled(self.modulation(x), self.norm1, g1)
+            x = x + _layer_norm_scaled(self.mlp(x), self.norm2, g2)
         return x
+
+
+def _layer_norm_scaled(x: torch.Tensor, ln: nn.LayerNorm, scale: torch.Tensor | None) -> torch.Tensor:
+    """``scale * ln(x)`` with ``scale [C]`` folded into the LayerNorm's affine weight and bias."""
+    if scale is None:
+        return ln(x)
+    return F.layer_norm(x, ln.normalized_shape, ln.weight * scale, ln.bias * scale, ln.eps)
 
 
 class PatchEmbed(nn.Module):
