@@ -10,7 +10,7 @@ import pytest
 
 from napari_seem.prompts import Box, MaskPrompt, ObjectPrompt, Point, PromptError, Scribble, rasterize
 
-from model.parity import FIXTURES_DIR  # noqa: E402  (tests/ is on sys.path via rootdir conftest)
+from model.parity import FIXTURES_DIR
 
 
 def test_prompts_module_imports_neither_torch_nor_napari():
