@@ -41,6 +41,7 @@ class ConvNormAct(nn.Conv2d):
         norm: Optional[nn.Module] = None,
         activation: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
     ) -> None:
+        # ``activation`` may be in-place (e.g. ``F.relu_``): it is applied to a freshly made tensor.
         super().__init__(in_channels, out_channels, kernel_size, stride=1, padding=padding, bias=bias)
         self.norm = norm
         self.activation = activation
@@ -188,7 +189,7 @@ class TransformerEncoderPixelDecoder(nn.Module):
         """``k x k`` conv without bias (GroupNorm follows), GroupNorm, optional ReLU."""
         return ConvNormAct(
             cin, cout, kernel_size=k, padding=k // 2, bias=False,
-            norm=nn.GroupNorm(groups, cout), activation=F.relu if relu else None,
+            norm=nn.GroupNorm(groups, cout), activation=F.relu_ if relu else None,
         )
 
     def _encode(self, res5: torch.Tensor) -> torch.Tensor:
@@ -209,8 +210,9 @@ class TransformerEncoderPixelDecoder(nn.Module):
         # Top-down: res4 (k=3), res3 (k=2), res2 (k=1).
         for k in (3, 2, 1):
             lateral = getattr(self, f"adapter_{k}")(feats[f"res{k + 1}"])
-            # FPN convention: nearest upsampling to the lateral's size.
-            y = lateral + F.interpolate(y, size=lateral.shape[-2:], mode="nearest")
+            # FPN convention: nearest upsampling to the lateral's size. In-place add: `lateral` is a
+            # fresh GroupNorm output, so this saves one full-size allocation at stride 4.
+            y = lateral.add_(F.interpolate(y, size=lateral.shape[-2:], mode="nearest"))
             y = getattr(self, f"layer_{k}")(y)
             if len(multi_scale) < self.num_feature_levels:
                 multi_scale.append(y)
