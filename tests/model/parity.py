@@ -151,6 +151,18 @@ class Comparer:
             self.problems.append(f"{name}: differs from reference ({diff} elements)")
         self.results.append(Comparison(name, 0.0, 1.0, []))
 
+    def thresholded(self, name: str, logits, threshold: float = 0.0) -> None:
+        """A binarised output (``logits > threshold``) must equal the reference except at pixels whose
+        logit lies within the comparison tolerance of the threshold (those may flip either way)."""
+        ref = self.fixture.arrays[name] > 0.5
+        logits = logits.detach().cpu().numpy().astype(np.float64).reshape(ref.shape)
+        margin = REL_TOL * float(np.abs(logits).max())
+        differ = (logits > threshold) != ref
+        unexplained = differ & (np.abs(logits - threshold) > margin)
+        if unexplained.any():
+            self.problems.append(f"{name}: {int(unexplained.sum())} pixels differ away from the threshold")
+        self.results.append(Comparison(name, 0.0, 1.0, [int(differ.sum())] if differ.any() else []))
+
     def report(self) -> str:
         worst = max(self.results, key=lambda c: c.rel_err, default=None)
         lines = [f"[parity] {self.fixture.name} ({self.fixture.meta['kind']}): {len(self.results)} arrays"]
@@ -158,5 +170,7 @@ class Comparer:
             lines[0] += f", worst relative error {worst.rel_err:.2e} ({worst.name})"
         for c in self.results:
             if c.outlier_queries:
-                lines.append(f"    {c.name}: isolated outlier queries {c.outlier_queries}")
+                what = "pixels at the threshold flipped" if c.name in self.fixture.arrays and c.ref_max_abs == 1.0 \
+                    else "isolated outlier queries"
+                lines.append(f"    {c.name}: {what} {c.outlier_queries}")
         return "\n".join(lines)

@@ -152,7 +152,7 @@ def run_interactive(r: Runner, prev_mask: np.ndarray | None = None, prefix: str 
             r.cmp.exact("spatial_selected_idx", index[0])
         image_size = features.image_size
         up = resize_mask_logits(chosen, features.padded_size, image_size, image_size, mode="bicubic")
-        r.cmp.exact("pred_mask_ori", (up.sigmoid() > 0.5)[0].float())
+        r.cmp.thresholded("pred_mask_ori", up[0])  # sigmoid > 0.5
     return chosen
 
 
@@ -224,15 +224,15 @@ def _demo_select_by_embedding(r: Runner, out, prompt_embedding: torch.Tensor) ->
 def _demo_outputs(r: Runner, features, out, q: int) -> None:
     """The app's outputs for the object query ``q`` it selected."""
     obj = out.final["queries_object"]
-    r.cmp("pred_logits", obj.logits)
-    r.cmp("pred_maskembs", obj.mask_emb)
+    r.cmp("pred_logits", obj.logits, per_query_axis=1, max_outlier_queries=1)
+    r.cmp("pred_maskembs", obj.mask_emb, per_query_axis=1, max_outlier_queries=1)
     r.cmp.exact("selected_idx", torch.tensor([q]))
     r.cmp("selected_mask_logits", obj.masks[:, q])
     top4 = torch.from_numpy(r.a["pred_masks_top4_idx"])
     r.cmp("pred_masks_top4", obj.masks[:, top4], per_query_axis=1)
     r.cmp.exact("pred_class", obj.logits[0, q].argmax()[None])
     up = resize_mask_logits(obj.masks[:, q : q + 1], features.padded_size, features.image_size)
-    r.cmp.exact("app_output_mask", (up[0] > 0).float())
+    r.cmp.thresholded("app_output_mask", up[0])
 
 
 def run_demo_stroke(r: Runner) -> None:
@@ -261,9 +261,9 @@ def run_demo_text(r: Runner) -> None:
     r.cmp("class_emb", class_emb)
     r.cmp("grounding_tokens", grounding.tokens)
     obj = out.final["queries_object"]
-    r.cmp("pred_captions", obj.class_emb)
+    r.cmp("pred_captions", obj.class_emb, per_query_axis=1, max_outlier_queries=1)
     prob = grounding_similarity(obj.class_emb[0], class_emb, encoder.logit_scale)
-    r.cmp("grounding_out_prob", prob)
+    r.cmp("grounding_out_prob", prob, per_query_axis=0, max_outlier_queries=1)
     _demo_outputs(r, features, out, int(prob.argmax(0)[0]))
 
 
