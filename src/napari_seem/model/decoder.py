@@ -36,7 +36,11 @@ class DecoderMemory:
     ``src``/``pos``: per level ``[HW_l, B, C]`` (features + level embedding; sine position).
     ``level_maps``: per level ``[B, C, H_l, W_l]`` (``src`` as an image, for sampling point tokens).
     ``sizes``: per level ``(H_l, W_l)``; levels are strides 32, 16, 8.
-    ``mask_features``: ``[B, C, H/4, W/4]``. ``keys_values``: per decoder layer, the projected
+    ``mask_features``: ``[B, C, H/4, W/4]``; ``mask_features_flat``: the same as a contiguous
+    ``[B, C, H/4 * W/4]`` (the pixel decoder returns channels-last maps, which make the per-layer
+    mask product a slow strided matmul). ``level_mask_features``: per level, the mask features
+    resized (bilinear) to that level, ``[B, C, H_l * W_l]``: since resizing is linear, the attention
+    masks of intermediate layers come from them directly, without full-resolution masks. ``keys_values``: per decoder layer, the projected
     ``(keys, values)`` ``[B, heads, HW_l, C/heads]`` of that layer's level.
     """
 
@@ -45,6 +49,8 @@ class DecoderMemory:
     level_maps: list[torch.Tensor]
     sizes: list[tuple[int, int]]
     mask_features: torch.Tensor
+    mask_features_flat: torch.Tensor
+    level_mask_features: list[torch.Tensor]
     keys_values: list[tuple[torch.Tensor, torch.Tensor]]
 
     @property
@@ -146,7 +152,12 @@ class SeemDecoder(nn.Module):
             layer.project_memory(src[i % levels], pos[i % levels])
             for i, layer in enumerate(self.transformer_cross_attention_layers)
         ]
-        return DecoderMemory(src, pos, maps, sizes, mask_features, keys_values)
+        flat = mask_features.flatten(2).contiguous()
+        level_mask_features = [
+            F.interpolate(mask_features, size=size, mode="bilinear", align_corners=False).flatten(2).contiguous()
+            for size in sizes
+        ]
+        return DecoderMemory(src, pos, maps, sizes, mask_features, flat, level_mask_features, keys_values)
 
     # ------------------------------------------------------------------ prompts
     def encode_visual_prompt(
@@ -224,7 +235,7 @@ class SeemDecoder(nn.Module):
         cross_slices = group_slices(layout.cross, groups)
         keep_all = keep_aux
         predictions, query_states = [], []
-        pred, allowed = self._predict(groups, layout, memory, memory.sizes[0], full=keep_all)
+        pred, allowed = self._predict(groups, layout, memory, 0, full=keep_all)
         if keep_all:
             predictions.append(pred)
         levels = self.cfg.num_feature_levels
@@ -240,8 +251,7 @@ class SeemDecoder(nn.Module):
             if keep_query_states and "queries_object" in groups:
                 query_states.append(groups["queries_object"].content)
             last = i == self.cfg.num_layers - 1
-            next_size = memory.sizes[(i + 1) % levels]
-            pred, allowed = self._predict(groups, layout, memory, next_size, full=keep_all or last)
+            pred, allowed = self._predict(groups, layout, memory, (i + 1) % levels, full=keep_all or last)
             if keep_all or last:
                 predictions.append(pred)
         return DecoderOutput(predictions, spatial, visual, query_indices, query_states)
@@ -349,28 +359,32 @@ class SeemDecoder(nn.Module):
 
     # ------------------------------------------------------------------ heads
     def _predict(
-        self, groups, layout, memory: DecoderMemory, attn_size: tuple[int, int], full: bool
+        self, groups, layout, memory: DecoderMemory, level: int, full: bool
     ) -> tuple[dict[str, Prediction], torch.Tensor]:
-        """Heads on the cross-attention sequence; returns per-group predictions and the next layer's
-        cross-attention *allowed* mask ``[B, Q, H_l*W_l]`` (sigmoid(mask) >= 0.5)."""
+        """Heads on the cross-attention sequence; returns per-group predictions (when ``full``) and the
+        next layer's cross-attention *allowed* mask ``[B, Q, H_l*W_l]`` (sigmoid(mask) >= 0.5) for
+        decoder level ``level``."""
         names = [n for n in layout.cross if n in groups]
         content = torch.cat([groups[n].content for n in names])
         normed = self.decoder_norm(content).transpose(0, 1)  # [B, Q, C]
         mask_emb = self.mask_embed(normed)
-        masks = torch.einsum("bqc,bchw->bqhw", mask_emb, memory.mask_features)
-        resized = F.interpolate(masks, size=attn_size, mode="bilinear", align_corners=False)
+        if not full:
+            # resize(mask_emb . F) == mask_emb . resize(F): skip the full-resolution masks.
+            level_masks = torch.bmm(mask_emb, memory.level_mask_features[level])
+            return {}, level_masks.sigmoid() >= 0.5
+        height, width = memory.mask_features.shape[-2:]
+        masks = torch.bmm(mask_emb, memory.mask_features_flat).view(*mask_emb.shape[:2], height, width)
+        resized = F.interpolate(masks, size=memory.sizes[level], mode="bilinear", align_corners=False)
         allowed = resized.sigmoid().flatten(2) >= 0.5
-        predictions = {}
-        if full:
-            class_emb = normed @ self.class_embed
-            start = 0
-            for name in names:
-                rows = slice(start, start + len(groups[name]))
-                start = rows.stop
-                if name not in QUERY_GROUPS:
-                    continue
-                logits = self.class_logits(class_emb[:, rows]) if name == "queries_object" else None
-                predictions[name] = Prediction(class_emb[:, rows], mask_emb[:, rows], masks[:, rows], logits)
+        class_emb = normed @ self.class_embed
+        predictions, start = {}, 0
+        for name in names:
+            rows = slice(start, start + len(groups[name]))
+            start = rows.stop
+            if name not in QUERY_GROUPS:
+                continue
+            logits = self.class_logits(class_emb[:, rows]) if name == "queries_object" else None
+            predictions[name] = Prediction(class_emb[:, rows], mask_emb[:, rows], masks[:, rows], logits)
         return predictions, allowed
 
     def class_logits(self, class_emb: torch.Tensor) -> torch.Tensor | None:
