@@ -1,7 +1,7 @@
 """``napari-seem`` command line.
 
-``napari-seem demo``: encode a sample microscopy image once, segment it from a click, a scribble and a
-text prompt, and write the masks (TIFF), an overlay (PNG) and a JSON report with timings. Until the
+``napari-seem demo``: encode a sample microscopy image once with the engine, segment it from a click and
+a text prompt, and write the masks (TIFF), an overlay (PNG) and a JSON report with timings. Until the
 trained default model ships, the weights are stated in the report: random initialisation (seed 0)
 unless ``--checkpoint`` names an official SEEM checkpoint.
 """
@@ -30,32 +30,18 @@ def _load_image(path: str | None) -> tuple[np.ndarray, str]:
     return array, path
 
 
-def _to_rgb_uint8(image: np.ndarray) -> np.ndarray:
-    """Percentile-stretch any 2D/RGB image to uint8 RGB (1st-99.8th percentile -> 0..255)."""
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[-1] in (3, 4):
-        image = image[..., :3]
-    elif image.ndim != 2:
-        raise ValueError(f"the demo takes a 2D gray or RGB image, got shape {image.shape}")
-    low, high = np.percentile(image, (1, 99.8))
-    scaled = np.clip((image.astype(np.float32) - low) / max(float(high - low), 1e-6), 0, 1) * 255
-    scaled = scaled.astype(np.uint8)
-    return np.repeat(scaled[..., None], 3, axis=-1) if scaled.ndim == 2 else scaled
-
-
 def run_demo(args: argparse.Namespace) -> dict:
     import tifffile
     import torch
 
+    from napari_seem.engine import SeemPredictor
     from napari_seem.model import build_seem, load_checkpoint
-    from napari_seem.model.postprocess import grounding_similarity, resize_mask_logits, select_spatial
+    from napari_seem.prompts import ObjectPrompt, Point
 
     torch.set_num_threads(args.threads)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    raw, source = _load_image(args.image)
-    rgb = _to_rgb_uint8(raw)
-    height, width = rgb.shape[:2]
+    plane, source = _load_image(args.image)
 
     torch.manual_seed(0)
     model = build_seem(args.variant)
@@ -64,44 +50,37 @@ def run_demo(args: argparse.Namespace) -> dict:
         weights = f"official checkpoint {args.checkpoint}"
     else:
         weights = "RANDOM initialisation (torch seed 0): outputs show the pipeline runs, not a real segmentation"
+    predictor = SeemPredictor(model)
 
-    image = torch.from_numpy(rgb).permute(2, 0, 1)[None].float()
     timings = {}
-    with torch.no_grad():
-        start = time.perf_counter()
-        features = model.encode(image)
-        timings["encode_s"] = time.perf_counter() - start
-
-        click = torch.zeros(1, height, width, dtype=torch.bool)
-        cy, cx = height // 2, width // 2
-        click[0, cy - 1 : cy + 2, cx - 1 : cx + 2] = True
-        start = time.perf_counter()
-        prompt = model.encode_visual_prompt(features, click)
-        out = model.decode(features, spatial=prompt, include_object_queries=False)
-        logits, _, _ = select_spatial(out, model.layout.name)
-        timings["click_decode_s"] = time.perf_counter() - start
-        click_mask = resize_mask_logits(logits, features.padded_size, features.image_size)[0, 0] > 0
-
-        start = time.perf_counter()
-        grounding, sentence = model.grounding_prompt([args.text], features)
-        out = model.decode(features, grounding=grounding, include_object_queries=False)
-        pred = out.final["queries_grounding"]
-        best = int(grounding_similarity(pred.class_emb[0], sentence, model.predictor.lang_encoder.logit_scale).argmax())
-        timings["text_decode_s"] = time.perf_counter() - start
-        text_mask = resize_mask_logits(pred.masks[:, best : best + 1], features.padded_size, features.image_size)[0, 0] > 0
+    start = time.perf_counter()
+    predictor.set_image(plane, channels=None if plane.ndim == 2 or plane.shape[-1] in (3, 4) else 0)
+    timings["encode_s"] = time.perf_counter() - start
+    height, width = predictor.prepared.original_shape
+    click = Point(height // 2, width // 2)
+    start = time.perf_counter()
+    clicked = predictor.predict(ObjectPrompt(points=[click]))[0]
+    timings["click_decode_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    texted = predictor.predict(ObjectPrompt(text=args.text))[0]
+    timings["text_decode_s"] = time.perf_counter() - start
 
     labels = np.zeros((height, width), np.uint16)
-    labels[text_mask.numpy()] = 2
-    labels[click_mask.numpy()] = 1
+    labels[texted.mask] = 2
+    labels[clicked.mask] = 1
     tifffile.imwrite(out_dir / "labels.tif", labels)
-    _write_overlay(rgb, labels, out_dir / "overlay.png")
+    _write_overlay(predictor.prepared, labels, out_dir / "overlay.png")
     report = {
         "image": source,
         "image_shape": [height, width],
+        "model_input_shape": list(predictor.prepared.model_shape),
         "variant": args.variant,
         "weights": weights,
-        "prompts": {"click_yx": [cy, cx], "text": args.text},
-        "label_pixels": {"click (label 1)": int((labels == 1).sum()), "text (label 2)": int((labels == 2).sum())},
+        "prompts": {"click_yx": [click.y, click.x], "text": args.text},
+        "objects": {
+            "label 1 (click)": {"pixels": int((labels == 1).sum()), "score": round(clicked.score, 3)},
+            "label 2 (text)": {"pixels": int((labels == 2).sum()), "score": round(texted.score, 3)},
+        },
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "threads": args.threads,
     }
@@ -109,10 +88,13 @@ def run_demo(args: argparse.Namespace) -> dict:
     return report
 
 
-def _write_overlay(rgb: np.ndarray, labels: np.ndarray, path: Path) -> None:
+def _write_overlay(prepared, labels: np.ndarray, path: Path) -> None:
+    """The normalised image (as the model saw it, at full size) with the labels on top."""
     from skimage import io
     from skimage.color import label2rgb
+    from skimage.transform import resize
 
+    rgb = resize(prepared.rgb.transpose(1, 2, 0), labels.shape, order=1, preserve_range=True) / 255.0
     overlay = label2rgb(labels, image=rgb, alpha=0.4, bg_label=0)
     io.imsave(path, (overlay * 255).astype(np.uint8), check_contrast=False)
 
