@@ -177,7 +177,8 @@ def run_click_loop(r: Runner) -> None:
     r.cmp("mask_iou_per_round", torch.tensor(ious))
 
 
-def run_text_grounding(r: Runner) -> None:
+def _decode_text(r: Runner):
+    """Tokenise and encode the fixture's text, decode with it, and check the text-side arrays."""
     r.use_vocabulary()
     features = r.image_features()
     text = r.fx.meta["text"]
@@ -190,12 +191,17 @@ def run_text_grounding(r: Runner) -> None:
     r.cmp.exact("attention_mask", emb["attention_mask"])
     r.cmp("token_emb", emb["token_emb"])
     r.cmp("class_emb", class_emb)
+    return features, grounding, class_emb, encoder.logit_scale, out
+
+
+def run_text_grounding(r: Runner) -> None:
+    features, grounding, class_emb, logit_scale, out = _decode_text(r)
     g = out.final["queries_grounding"]
     r.cmp("pred_gmasks", g.masks, per_query_axis=1, max_outlier_queries=1)
     r.cmp("pred_gtexts", g.class_emb, per_query_axis=1, max_outlier_queries=1)
     r.cmp("pred_captions", out.final["queries_object"].class_emb)
     r.cmp("pred_logits", out.final["queries_object"].logits)
-    prob = grounding_similarity(g.class_emb[0], class_emb, encoder.logit_scale)
+    prob = grounding_similarity(g.class_emb[0], class_emb, logit_scale)
     r.cmp("grounding_out_prob", prob, per_query_axis=0, max_outlier_queries=1)
     matched = prob.argmax(0)
     r.cmp.exact("grounding_matched_id", matched)
@@ -247,22 +253,11 @@ def run_demo_stroke(r: Runner) -> None:
 
 
 def run_demo_text(r: Runner) -> None:
-    r.use_vocabulary()
-    features = r.image_features()
-    text = r.fx.meta["text"]
-    encoder = r.model.predictor.lang_encoder
-    with torch.no_grad():
-        emb = encoder.token_embeddings([text])
-        grounding, class_emb = r.model.grounding_prompt([text], features)
-        out = r.model.decode(features, grounding=grounding)
-    r.cmp.exact("input_ids", emb["input_ids"])
-    r.cmp.exact("attention_mask", emb["attention_mask"])
-    r.cmp("token_emb", emb["token_emb"])
-    r.cmp("class_emb", class_emb)
+    features, grounding, class_emb, logit_scale, out = _decode_text(r)
     r.cmp("grounding_tokens", grounding.tokens)
     obj = out.final["queries_object"]
     r.cmp("pred_captions", obj.class_emb, per_query_axis=1, max_outlier_queries=1)
-    prob = grounding_similarity(obj.class_emb[0], class_emb, encoder.logit_scale)
+    prob = grounding_similarity(obj.class_emb[0], class_emb, logit_scale)
     r.cmp("grounding_out_prob", prob, per_query_axis=0, max_outlier_queries=1)
     _demo_outputs(r, features, out, int(prob.argmax(0)[0]))
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layers import MultiheadAttention
 from .position_encoding import sine_position_embedding
 
 __all__ = ["TransformerEncoderPixelDecoder", "ConvNormAct", "TransformerEncoderLayer"]
@@ -55,40 +56,6 @@ class ConvNormAct(nn.Conv2d):
         return x
 
 
-class _MultiheadSelfAttention(nn.Module):
-    """Parameter container with ``nn.MultiheadAttention``'s key names, evaluated with SDPA.
-
-    Keys: ``in_proj_weight [3C, C]``, ``in_proj_bias [3C]``, ``out_proj.{weight [C, C], bias [C]}``.
-    ``forward(qk_in: [B, L, C], v_in: [B, L, C]) -> [B, L, C]`` (queries and keys come from
-    ``qk_in``, values from ``v_in``, as in DETR where ``q = k = src + pos`` and ``v = src``).
-    """
-
-    def __init__(self, embed_dim: int, num_heads: int) -> None:
-        super().__init__()
-        if embed_dim % num_heads:
-            raise ValueError(f"embed_dim {embed_dim} not divisible by num_heads {num_heads}")
-        self.embed_dim = embed_dim
-        self.num_heads = num_heads
-        self.in_proj_weight = nn.Parameter(torch.empty(3 * embed_dim, embed_dim))
-        self.in_proj_bias = nn.Parameter(torch.zeros(3 * embed_dim))
-        self.out_proj = nn.Linear(embed_dim, embed_dim)
-        nn.init.xavier_uniform_(self.in_proj_weight)
-
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, _ = x.shape  # [B, L, C] -> [B, h, L, C/h]
-        return x.view(b, n, self.num_heads, -1).transpose(1, 2)
-
-    def forward(self, qk_in: torch.Tensor, v_in: torch.Tensor) -> torch.Tensor:
-        c = self.embed_dim
-        w, bias = self.in_proj_weight, self.in_proj_bias
-        # One GEMM for q and k (same input), one for v.
-        q, k = F.linear(qk_in, w[: 2 * c], bias[: 2 * c]).split(c, dim=-1)
-        v = F.linear(v_in, w[2 * c :], bias[2 * c :])
-        out = F.scaled_dot_product_attention(self._heads(q), self._heads(k), self._heads(v))
-        b, _, n, _ = out.shape
-        return self.out_proj(out.transpose(1, 2).reshape(b, n, c))
-
-
 class TransformerEncoderLayer(nn.Module):
     """Post-norm DETR encoder layer (dropout 0, ReLU FFN).
 
@@ -100,14 +67,16 @@ class TransformerEncoderLayer(nn.Module):
 
     def __init__(self, d_model: int, nhead: int, dim_feedforward: int) -> None:
         super().__init__()
-        self.self_attn = _MultiheadSelfAttention(d_model, nhead)
+        self.self_attn = MultiheadAttention(d_model, nhead)
         self.linear1 = nn.Linear(d_model, dim_feedforward)
         self.linear2 = nn.Linear(dim_feedforward, d_model)
         self.norm1 = nn.LayerNorm(d_model)
         self.norm2 = nn.LayerNorm(d_model)
 
     def forward(self, src: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        src = self.norm1(src + self.self_attn(src + pos, src))
+        qk = (src + pos).transpose(0, 1)  # the attention module is sequence-first
+        attended = self.self_attn(qk, qk, src.transpose(0, 1)).transpose(0, 1)
+        src = self.norm1(src + attended)
         return self.norm2(src + self.linear2(F.relu(self.linear1(src))))
 
 
