@@ -26,6 +26,6 @@ def test_demo_on_a_16bit_tiff_writes_labels_overlay_and_report(tmp_path, capsys)
 
 
 def test_demo_reports_a_bad_image_clearly(tmp_path, capsys):
-    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((3, 4, 5, 6), np.uint8))
+    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((3, 4, 5, 6), np.uint8), photometric="minisblack")
     assert main(["demo", "--image", str(tmp_path / "stack.tif"), "--out", str(tmp_path / "out")]) == 2
     assert "error" in capsys.readouterr().err
