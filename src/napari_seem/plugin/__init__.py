@@ -1,0 +1,1 @@
+"""napari glue. ``layer_prompts`` and ``label_writer`` are pure (no Qt) and usable without a viewer."""
