@@ -1,0 +1,1 @@
+"""File input/output (TIFF reader and labels writer)."""
