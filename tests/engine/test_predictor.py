@@ -123,3 +123,105 @@ def test_bad_prompts_are_named(predictor, prompt, message):
 def test_predict_before_set_image_is_a_clear_error():
     with pytest.raises(RuntimeError, match="set_image"):
         SeemPredictor(build_seem(tiny_config())).predict(ObjectPrompt(points=[Point(1, 1)]))
+
+
+# ------------------------------------------------------------------------------------- text + visual
+def test_text_composes_with_a_visual_prompt(predictor):
+    predictor.set_image(_plane(seed=6))
+    click = [Point(60, 40)]
+    alone = predictor.predict(ObjectPrompt(points=click))[0]
+    nucleus = predictor.predict(ObjectPrompt(points=click, text="nucleus"))[0]
+    debris = predictor.predict(ObjectPrompt(points=click, text="debris"))[0]
+    assert not torch.allclose(alone.logits, nucleus.logits, atol=1e-3)
+    assert not torch.allclose(nucleus.logits, debris.logits, atol=1e-4)
+    # The visual prompt still decides: the composed result is the same as the model-level decode
+    # with the grounded layout, selected by the click's embedding.
+    from napari_seem.model.layout import V1_GROUNDED
+    from napari_seem.model.postprocess import select_spatial
+
+    model, features = predictor.model, predictor.features
+    pos = torch.zeros(1, *predictor.prepared.model_shape, dtype=torch.bool)
+    y, x = round(60 * predictor.prepared.scale), round(40 * predictor.prepared.scale)
+    pos[0, y - 1 : y + 2, x - 1 : x + 2] = True
+    with torch.no_grad():
+        generator = torch.Generator().manual_seed(predictor.seed)
+        spatial = model.encode_visual_prompt(features, pos, torch.zeros_like(pos), generator=generator)
+        grounding, _ = model.grounding_prompt(["nucleus"], features)
+        out = model.decode(features, spatial=spatial, grounding=grounding, generator=generator, layout=V1_GROUNDED)
+        assert torch.allclose(select_spatial(out, V1_GROUNDED)[0][0, 0], nucleus.logits, atol=1e-5)
+        plain = model.decode(features, spatial=spatial, generator=torch.Generator().manual_seed(predictor.seed))
+        assert torch.allclose(select_spatial(plain, "v1")[0][0, 0], alone.logits, atol=1e-5)
+
+
+def test_visual_only_objects_are_unchanged_by_text_objects_in_the_same_call(predictor, monkeypatch):
+    predictor.set_image(_plane(seed=7))
+    visual = [ObjectPrompt(points=[Point(20, 20)]), ObjectPrompt(boxes=[Box(50, 30, 90, 70)])]
+    expected = predictor.predict(visual)
+    calls = []
+    decode = predictor.model.decode
+    monkeypatch.setattr(predictor.model, "decode", lambda *a, **k: calls.append(k.get("layout")) or decode(*a, **k))
+    mixed = predictor.predict([
+        ObjectPrompt(points=[Point(60, 40)], text="nucleus"),
+        visual[0],
+        ObjectPrompt(scribbles=[Scribble(((10, 60), (30, 70)))], text="nucleus"),
+        visual[1],
+    ])
+    for got, want in zip([mixed[1], mixed[3]], expected):
+        assert torch.equal(got.logits, want.logits) and np.array_equal(got.mask, want.mask)
+    # Two passes: the visual-only objects, and both "nucleus" objects together with the grounded layout.
+    assert [None if layout is None else layout.name for layout in calls] == [None, "v1_grounded"]
+
+
+def test_text_composes_with_a_reference_region(predictor):
+    predictor.set_image(_plane(seed=8))
+    mask = np.zeros((120, 80), bool)
+    mask[40:60, 30:50] = True
+    reference = ReferenceRegion(_plane(seed=9), mask)
+    alone = predictor.predict(ObjectPrompt(reference=reference))[0]
+    composed = predictor.predict(ObjectPrompt(reference=reference, text="nucleus"))[0]
+    assert not torch.allclose(alone.logits, composed.logits, atol=1e-3)
+
+
+# ------------------------------------------------------------------------------------- boxes
+def test_box_prompt_mask_is_clipped_to_the_grown_box(predictor):
+    predictor.set_image(_plane(seed=10))
+    box = Box(30, 20, 69, 59)  # 40 x 40 pixels: a 10% margin is 4 pixels on each side
+    saved = predictor.box_weight, predictor.box_margin
+    try:
+        predictor.box_weight, predictor.box_margin = 0.0, None
+        unclipped = predictor.predict(ObjectPrompt(boxes=[box]))[0]
+        predictor.box_margin = 0.1
+        clipped = predictor.predict(ObjectPrompt(boxes=[box]))[0]
+    finally:
+        predictor.box_weight, predictor.box_margin = saved
+    allowed = np.zeros((120, 80), bool)
+    allowed[26:74, 16:64] = True
+    assert unclipped.mask[~allowed].any()  # random weights spill far outside the box ...
+    assert not clipped.mask[~allowed].any()  # ... which clipping removes
+    assert np.array_equal(clipped.mask, unclipped.mask & allowed)
+    # The memory for the next round is clipped too (held negative outside the box's cells).
+    outside = torch.ones_like(clipped.logits, dtype=torch.bool)
+    # Grown box rows 26..73, cols 16..63 -> model pixels x0.8 -> cells /4, one more cell each side.
+    outside[4:16, 2:14] = False
+    assert (clipped.logits[outside] <= -10.0).all()
+    assert torch.equal(clipped.logits[~outside], unclipped.logits[~outside])
+
+
+def test_box_aware_selection_is_used_only_for_box_objects(predictor, monkeypatch):
+    import napari_seem.engine.predictor as engine
+
+    predictor.set_image(_plane(seed=11))
+    prompts = [ObjectPrompt(points=[Point(20, 20)]), ObjectPrompt(boxes=[Box(40, 10, 100, 70)])]
+    plain = predictor.predict(prompts)
+    seen = []
+
+    def last_candidate(mask_logits, match, box, box_weight, margin):
+        seen.append((mask_logits.shape, box, box_weight, margin))
+        return mask_logits.shape[0] - 1, torch.zeros(mask_logits.shape[0])
+
+    monkeypatch.setattr(engine, "select_box_aware", last_candidate)
+    forced = predictor.predict(prompts)
+    s = predictor.prepared.scale
+    # Called once, for the box object: its 3 candidate queries at model resolution, box in model pixels.
+    assert seen == [((3, 96, 64), (round(40 * s), round(10 * s), round(100 * s), round(70 * s)), 0.5, 0.1)]
+    assert torch.equal(forced[0].logits, plain[0].logits)

@@ -7,14 +7,26 @@
     refined = predictor.predict([ObjectPrompt(points=[Point(120, 80), Point(130, 95, positive=False)])],
                                 previous=[results[0]])   # carries SEEM's memory prompt
 
+    everything = predictor.segment_everything(["nucleus", "cell"])   # open-vocabulary instances
+
 Visual prompts (points, boxes, scribbles, masks) of several objects are decoded together in one
 pass (v1 keeps objects apart); a text-only object is grounded; a reference region is encoded on its
 own image and applied here ("find objects like this one"). Results come back at the plane's full
 resolution, with the low-resolution logits that the next round uses as memory.
+
+Composition: an object with a visual prompt (or a reference) *and* text is decoded with the text's
+tokens readable by its spatial queries (the official ``STROKE_SAMPLER.EVAL.GROUNDING`` hook, see
+``layout.spatial_reads_text``); the answer is still selected by the visual prompt's embedding.
+Objects with the same text share a pass.
+
+Boxes: a box is prompted as its filled rectangle, and the answer is chosen among the object's
+candidate queries by embedding match *and* fit to the box (``postprocess.select_box_aware``), then
+clipped to the box grown by ``box_margin`` (ours; the official evaluation clicks the box centre).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -23,13 +35,25 @@ import torch
 import torch.nn.functional as F
 
 from napari_seem.model import ImageFeatures, SeemModel
-from napari_seem.model.postprocess import grounding_similarity, resize_mask_logits, select_by_embedding
+from napari_seem.model.decoder import GroundingPrompt
+from napari_seem.model.layout import AttentionLayout, spatial_reads_text
+from napari_seem.model.postprocess import (
+    BoxYX,
+    assign_segments,
+    confident_queries,
+    expand_box,
+    grounding_similarity,
+    resize_mask_logits,
+    select_box_aware,
+    select_by_embedding,
+)
 from napari_seem.model.visual_sampler import VisualPrompt
 from napari_seem.prompts import Box, MaskPrompt, ObjectPrompt, Point, PromptError, ReferenceRegion, Scribble, rasterize, validate
 
 from .image import DEFAULT_TARGET_SIZE, PreparedImage, prepare_image
 
 MAX_OBJECTS_PER_PASS = 32  # v1's 32 memory tokens are split among the objects of one pass
+CLIPPED_LOGIT = -10.0  # memory logits outside a box's allowed region are held at most this (sigmoid ~ 0)
 
 
 @dataclass
@@ -46,14 +70,50 @@ class ObjectResult:
     class_score: float | None = None
 
 
+@dataclass
+class EverythingResult:
+    """Open-vocabulary instances of one plane (:meth:`SeemPredictor.segment_everything`).
+
+    ``labels``: int32 ``[H, W]`` at the plane's resolution, instance ids 1..n, 0 = background; the
+    instances do not overlap. Instance ``i`` (id ``i + 1``) is ``class_names[i]`` =
+    ``vocabulary[class_ids[i]]`` with ``scores[i]``, its class probability (0..1).
+    """
+
+    labels: np.ndarray
+    class_names: list[str]
+    class_ids: list[int]
+    scores: list[float]
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
 class SeemPredictor:
-    def __init__(self, model: SeemModel, target_size: int = DEFAULT_TARGET_SIZE, seed: int = 0) -> None:
+    """``box_weight`` (0..1): weight of the box fit against the embedding match when choosing the answer
+    to a box prompt (0 = the plain embedding selection). ``box_margin``: a box-prompted mask is clipped
+    to the box grown by this fraction of its height/width on each side (``None`` = no clipping)."""
+
+    def __init__(
+        self,
+        model: SeemModel,
+        target_size: int = DEFAULT_TARGET_SIZE,
+        seed: int = 0,
+        box_weight: float = 0.5,
+        box_margin: float | None = 0.1,
+    ) -> None:
+        if not 0.0 <= box_weight <= 1.0:
+            raise ValueError(f"box_weight must be in [0, 1], got {box_weight}")
+        if box_margin is not None and box_margin < 0:
+            raise ValueError(f"box_margin must be >= 0 (a fraction of the box size) or None, got {box_margin}")
         self.model = model.eval()
         self.target_size = target_size
         self.seed = seed
+        self.box_weight = box_weight
+        self.box_margin = box_margin
         self.prepared: PreparedImage | None = None
         self.features: ImageFeatures | None = None
         self.vocabulary: list[str] | None = None
+        self._vocabulary_embeddings: torch.Tensor | None = None
         self._reference_cache: dict[str, ImageFeatures] = {}
 
     # ------------------------------------------------------------------ image and vocabulary
@@ -67,14 +127,22 @@ class SeemPredictor:
         self.prepared = prepared
 
     def set_vocabulary(self, names: Sequence[str] | None) -> None:
-        """Class names for labelling results (computed once; ``None`` clears)."""
+        """Class names for labelling results and for :meth:`segment_everything` (``None`` clears).
+
+        The embeddings (81 prompt templates per name through the text encoder) are computed only when
+        the names change; setting the same names again just re-installs the cached embeddings."""
         if not names:
             self.vocabulary = None
+            self._vocabulary_embeddings = None
             self.model.set_vocabulary_embeddings(None)
             return
-        with torch.no_grad():
-            self.model.set_vocabulary(list(names))
-        self.vocabulary = list(names)
+        names = list(names)
+        if names != self.vocabulary or self._vocabulary_embeddings is None:
+            with torch.no_grad():
+                self._vocabulary_embeddings = self.model.set_vocabulary(names)
+        else:  # the model may have been given another vocabulary meanwhile (it is shared)
+            self.model.set_vocabulary_embeddings(self._vocabulary_embeddings)
+        self.vocabulary = names
 
     def _encode(self, prepared: PreparedImage) -> ImageFeatures:
         with torch.no_grad():
@@ -99,20 +167,18 @@ class SeemPredictor:
             except PromptError as err:
                 raise PromptError(f"object {i}: {err}") from None
         results: list[ObjectResult | None] = [None] * len(prompts)
-        visual = [i for i, p in enumerate(prompts) if p.has_visual]
         with torch.no_grad():
-            for has_memory in (False, True):
-                group = [i for i in visual if (previous[i] is not None) == has_memory]
+            for text, group in _visual_passes(prompts, previous):
                 for start in range(0, len(group), MAX_OBJECTS_PER_PASS):
                     chunk = group[start : start + MAX_OBJECTS_PER_PASS]
-                    for i, result in zip(chunk, self._predict_visual([prompts[i] for i in chunk],
-                                                                     [previous[i] for i in chunk])):
+                    answers = self._predict_visual([prompts[i] for i in chunk], [previous[i] for i in chunk], text)
+                    for i, result in zip(chunk, answers):
                         results[i] = result
             for i, prompt in enumerate(prompts):
                 if prompt.has_visual:
                     continue
                 if prompt.reference is not None:
-                    results[i] = self._predict_reference(prompt.reference, previous[i])
+                    results[i] = self._predict_reference(prompt.reference, previous[i], _text(prompt))
                 else:
                     results[i] = self._predict_text(prompt.text)
         return results
@@ -131,9 +197,21 @@ class SeemPredictor:
             masks=[MaskPrompt(_resize_mask(m.mask, shape), m.positive) for m in prompt.masks],
         )
 
-    def _predict_visual(self, prompts: list[ObjectPrompt], previous: list[ObjectResult | None]) -> list[ObjectResult]:
+    def _with_text(self, text: str | None) -> tuple[GroundingPrompt | None, AttentionLayout | None]:
+        """Grounding tokens of ``text`` and the layout in which spatial queries read them (or Nones)."""
+        if text is None:
+            return None, None
+        grounding, _ = self.model.grounding_prompt([text], self.features)
+        return grounding, spatial_reads_text(self.model.layout)
+
+    def _predict_visual(
+        self, prompts: list[ObjectPrompt], previous: list[ObjectResult | None], text: str | None = None
+    ) -> list[ObjectResult]:
+        """One decoder pass for the visual prompts of ``prompts`` (all with or all without memory),
+        composed with ``text`` when given."""
         shape = self.prepared.model_shape
-        rasters = [rasterize(self._model_prompt(p), shape) for p in prompts]
+        model_prompts = [self._model_prompt(p) for p in prompts]
+        rasters = [rasterize(p, shape) for p in model_prompts]
         pos = torch.from_numpy(np.stack([r[0] for r in rasters]))
         neg = torch.from_numpy(np.stack([r[1] for r in rasters]))
         generator = torch.Generator().manual_seed(self.seed)
@@ -141,11 +219,32 @@ class SeemPredictor:
         prev = None
         if previous[0] is not None:
             prev = torch.stack([r.logits for r in previous])[None]
+        grounding, layout = self._with_text(text)
         out = self.model.decode(self.features, spatial=spatial, prev_mask=prev, generator=generator,
-                                include_object_queries=False)
+                                grounding=grounding, layout=layout, include_object_queries=False)
         pred = out.final["queries_spatial"]
-        logits, index, _ = select_by_embedding(pred, spatial.pos_embedding, per_object=self.model.layout.name == "v1")
-        return [self._result(logits[0, n], pred.class_emb[0, index[0, n]]) for n in range(len(prompts))]
+        _, index, match = select_by_embedding(pred, spatial.pos_embedding, self.model.layout.per_object_prompts)
+        results = []
+        for n, (prompt, model_prompt) in enumerate(zip(prompts, model_prompts)):
+            query = int(index[0, n])
+            if prompt.boxes:
+                query = self._select_for_box(pred.masks[0], match[0, :, n], _union_box(model_prompt.boxes))
+            box = _union_box(prompt.boxes) if prompt.boxes else None
+            results.append(self._result(pred.masks[0, query], pred.class_emb[0, query], box))
+        return results
+
+    def _select_for_box(self, masks: torch.Tensor, match: torch.Tensor, box: BoxYX) -> int:
+        """Box-aware choice among the object's candidates: ``masks [Q, h, w]`` (1/4 resolution),
+        ``match [Q]`` (-inf for queries of other objects), ``box`` at model resolution."""
+        candidates = torch.isfinite(match).nonzero().flatten()
+        if self.box_weight == 0:
+            return int(candidates[match[candidates].argmax()])
+        features = self.features
+        # The fit is judged at model resolution: at 1/4 of it a small nucleus is a few cells wide.
+        model_res = _model_resolution(masks[candidates], features)
+        margin = 0.0 if self.box_margin is None else self.box_margin
+        best, _ = select_box_aware(model_res, match[candidates], box, self.box_weight, margin)
+        return int(candidates[best])
 
     def _predict_text(self, text: str) -> ObjectResult:
         grounding, sentence = self.model.grounding_prompt([text], self.features)
@@ -155,9 +254,12 @@ class SeemPredictor:
         best = int(grounding_similarity(pred.class_emb[0], sentence, scale)[:, 0].argmax())
         return self._result(pred.masks[0, best], pred.class_emb[0, best])
 
-    def _predict_reference(self, reference: ReferenceRegion, previous: ObjectResult | None) -> ObjectResult:
+    def _predict_reference(
+        self, reference: ReferenceRegion, previous: ObjectResult | None, text: str | None = None
+    ) -> ObjectResult:
         """Encode the reference region on its own image, then apply its tokens here (the official
-        v1 'refimg' path, completed: the per-object token indices travel with the tokens)."""
+        v1 'refimg' path, completed: the per-object token indices travel with the tokens); ``text``
+        composes as for visual prompts."""
         if isinstance(reference.image, (int, np.integer)):
             raise PromptError("a frame-index reference needs a video session; pass the reference image itself")
         prepared = prepare_image(reference.image, target_size=self.target_size)
@@ -169,22 +271,86 @@ class SeemPredictor:
         generator = torch.Generator().manual_seed(self.seed)
         ref_prompt: VisualPrompt = self.model.encode_visual_prompt(features, mask, generator=generator)
         prev = None if previous is None else previous.logits[None, None]
+        grounding, layout = self._with_text(text)
         out = self.model.decode(self.features, spatial=ref_prompt, prev_mask=prev, generator=generator,
-                                include_object_queries=False)
+                                grounding=grounding, layout=layout, include_object_queries=False)
         pred = out.final["queries_spatial"]
         logits, index, _ = select_by_embedding(pred, ref_prompt.pos_embedding, per_object=True)
         return self._result(logits[0, 0], pred.class_emb[0, index[0, 0]])
 
+    # ------------------------------------------------------------------ everything
+    def segment_everything(
+        self,
+        vocabulary: Sequence[str],
+        object_threshold: float = 0.4,
+        overlap_threshold: float = 0.8,
+        mask_threshold: float = 0.5,
+        min_area: int = 0,
+        image: np.ndarray | None = None,
+    ) -> EverythingResult:
+        """All instances of the vocabulary's classes, without prompts (official panoptic inference,
+        every class a "thing").
+
+        The 101 object queries are decoded with no prompt; a query counts if its best class is not
+        background with probability > ``object_threshold`` (the demo's 0.4 by default; the v1 eval
+        config uses 0.8); pixels go to the query with the largest ``probability * sigmoid(mask)``,
+        and a query keeps its segment if that retains >= ``overlap_threshold`` of its own foreground
+        (``sigmoid >= mask_threshold``). Segments under ``min_area`` pixels (at full resolution) are
+        dropped and the rest renumbered 1..n in query order. ``image``: set (and encode) it first.
+        """
+        names = _check_vocabulary(vocabulary)
+        _check_everything_thresholds(object_threshold, overlap_threshold, mask_threshold, min_area)
+        if image is not None:
+            self.set_image(image)
+        if self.features is None or self.prepared is None:
+            raise RuntimeError("call set_image() (or pass image=) before segment_everything()")
+        self.set_vocabulary(names)
+        features = self.features
+        with torch.no_grad():
+            pred = self.model.decode(features).final["queries_object"]
+            index, scores, labels = confident_queries(pred.logits[0], object_threshold)
+            # Segments are assigned at model resolution, then the id image is resized (nearest) to the
+            # plane: the mask logits carry detail only at 1/4 of model resolution, so assigning at full
+            # resolution would add cost (n_kept x H x W floats: GBs for large planes), not detail, and
+            # nearest resizing of ids keeps segments disjoint by construction.
+            masks = _model_resolution(pred.masks[0, index], features)
+            panoptic, segments = assign_segments(scores, labels, masks, overlap_threshold, mask_threshold, index)
+        labels_full = _resize_nearest(panoptic.numpy(), self.prepared.original_shape)
+        labels_full, segments = _drop_small(labels_full, segments, min_area)
+        class_ids = [s["category_id"] for s in segments]
+        return EverythingResult(labels_full, [names[c] for c in class_ids], class_ids, [s["score"] for s in segments])
+
     # ------------------------------------------------------------------ results
-    def _result(self, logits: torch.Tensor, class_emb: torch.Tensor) -> ObjectResult:
+    def _result(self, logits: torch.Tensor, class_emb: torch.Tensor, box: BoxYX | None = None) -> ObjectResult:
+        """``logits [h, w]`` (1/4 model resolution) -> full-resolution result; with a prompt ``box``
+        (plane coordinates) and a ``box_margin``, the mask is clipped to the grown box."""
         features, prepared = self.features, self.prepared
         model_res = resize_mask_logits(logits[None, None], features.padded_size, features.image_size)
         full = F.interpolate(model_res, size=prepared.original_shape, mode="bilinear", align_corners=False)[0, 0]
-        mask = (full > 0).numpy()
+        mask = full > 0
+        logits = logits.detach().clone()
+        if box is not None and self.box_margin is not None:
+            y0, x0, y1, x1 = expand_box(box, self.box_margin, prepared.original_shape)
+            inside = torch.zeros_like(mask)
+            inside[y0 : y1 + 1, x0 : x1 + 1] = True
+            mask &= inside
+            # The memory for the next round then covers no more than what the user sees.
+            logits = torch.where(self._feature_region(box, logits.shape), logits, logits.clamp(max=CLIPPED_LOGIT))
         prob = full.sigmoid()
-        score = float(prob[full > 0].mean()) if mask.any() else 0.0
+        score = float(prob[mask].mean()) if bool(mask.any()) else 0.0
         name, class_score = self._classify(class_emb)
-        return ObjectResult(mask, logits.detach().clone(), score, name, class_score)
+        return ObjectResult(mask.numpy(), logits, score, name, class_score)
+
+    def _feature_region(self, box: BoxYX, shape: torch.Size) -> torch.Tensor:
+        """Bool ``shape`` (1/4 of the padded model size): cells that may touch the grown ``box`` (plane
+        coordinates), rounded outward by one cell so bilinear upsampling near its edge is unaffected."""
+        s, (height, width) = self.prepared.scale, self.features.padded_size
+        y0, x0, y1, x1 = expand_box(box, self.box_margin, self.prepared.original_shape)
+        sy, sx = height / shape[0], width / shape[1]
+        region = torch.zeros(shape, dtype=torch.bool)
+        region[max(math.floor(y0 * s / sy) - 1, 0) : math.ceil((y1 + 1) * s / sy) + 1,
+               max(math.floor(x0 * s / sx) - 1, 0) : math.ceil((x1 + 1) * s / sx) + 1] = True
+        return region
 
     def _classify(self, class_emb: torch.Tensor) -> tuple[str | None, float | None]:
         if self.vocabulary is None:
@@ -196,14 +362,93 @@ class SeemPredictor:
         return name, float(probs[best])
 
 
+def _model_resolution(logits: torch.Tensor, features: ImageFeatures) -> torch.Tensor:
+    """``[n, h, w]`` mask logits (1/4 of the padded size) -> ``[n, H, W]`` at the model's input size
+    (bilinear, cropped); n may be 0."""
+    if logits.shape[0] == 0:
+        return logits.new_zeros((0, *features.image_size))
+    return resize_mask_logits(logits[None], features.padded_size, features.image_size)[0]
+
+
+def _text(prompt: ObjectPrompt) -> str | None:
+    """The prompt's text for composition (stripped), or None."""
+    return prompt.text.strip() if prompt.text else None
+
+
+def _visual_passes(
+    prompts: list[ObjectPrompt], previous: list[ObjectResult | None]
+) -> list[tuple[str | None, list[int]]]:
+    """Groups of visual objects that can share a decoder pass: same memory presence (the memory
+    prompt is all or nothing per pass) and same text (the text tokens are shared by the pass)."""
+    passes: dict[tuple[bool, str | None], list[int]] = {}
+    for has_memory in (False, True):
+        passes[(has_memory, None)] = []  # visual-only objects first, in their old order
+        for i, prompt in enumerate(prompts):
+            if prompt.has_visual and (previous[i] is not None) == has_memory:
+                passes.setdefault((has_memory, _text(prompt)), []).append(i)
+    return [(text, group) for (_, text), group in passes.items() if group]
+
+
+def _union_box(boxes: Sequence[Box]) -> BoxYX:
+    """Bounding box ``(y0, x0, y1, x1)`` of ``boxes``, corners rounded as the filled box is drawn."""
+    ys = [round(v) for b in boxes for v in (b.y0, b.y1)]
+    xs = [round(v) for b in boxes for v in (b.x0, b.x1)]
+    return (min(ys), min(xs), max(ys), max(xs))
+
+
+def _check_vocabulary(vocabulary: Sequence[str]) -> list[str]:
+    if isinstance(vocabulary, str):
+        raise ValueError(f"vocabulary must be a list of class names, not one string: use [{vocabulary!r}]")
+    names = list(vocabulary) if vocabulary is not None else []
+    if not names:
+        raise ValueError("segment_everything needs a non-empty vocabulary: a list of class names, e.g. ['nucleus']")
+    bad = [n for n in names if not isinstance(n, str) or not n.strip()]
+    if bad:
+        raise ValueError(f"vocabulary entries must be non-blank strings, got {bad!r}")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"vocabulary names must be unique, repeated: {duplicates!r}")
+    return names
+
+
+def _check_everything_thresholds(
+    object_threshold: float, overlap_threshold: float, mask_threshold: float, min_area: int
+) -> None:
+    for name, value in (("object_threshold", object_threshold), ("overlap_threshold", overlap_threshold)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {value}")
+    if not 0.0 < mask_threshold < 1.0:
+        raise ValueError(f"mask_threshold must be in (0, 1), got {mask_threshold}")
+    if min_area < 0:
+        raise ValueError(f"min_area must be >= 0 pixels, got {min_area}")
+
+
+def _drop_small(labels: np.ndarray, segments: list[dict], min_area: int) -> tuple[np.ndarray, list[dict]]:
+    """Remove segments of fewer than ``min_area`` pixels (and any that vanished in resizing) from the
+    int32 id image ``labels [H, W]``; renumber the rest 1..n in their order."""
+    areas = np.bincount(labels.ravel(), minlength=len(segments) + 1)
+    kept = [s for s in segments if areas[s["id"]] >= max(min_area, 1)]
+    new_ids = np.zeros(len(segments) + 1, dtype=np.int32)
+    for new_id, segment in enumerate(kept, start=1):
+        new_ids[segment["id"]] = new_id
+    return new_ids[labels], kept
+
+
+def _resize_nearest(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of a 2D array (pixel centres mapped, as ``_resize_mask``)."""
+    if array.shape == tuple(shape):
+        return array
+    rows = np.minimum((np.arange(shape[0]) + 0.5) * array.shape[0] / shape[0], array.shape[0] - 1).astype(int)
+    cols = np.minimum((np.arange(shape[1]) + 0.5) * array.shape[1] / shape[1], array.shape[1] - 1).astype(int)
+    return array[rows][:, cols]
+
+
 def _resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour resize of a bool mask; keeps at least one pixel of a non-empty mask."""
     mask = np.asarray(mask, dtype=bool)
     if mask.shape == tuple(shape):
         return mask
-    rows = np.minimum((np.arange(shape[0]) + 0.5) * mask.shape[0] / shape[0], mask.shape[0] - 1).astype(int)
-    cols = np.minimum((np.arange(shape[1]) + 0.5) * mask.shape[1] / shape[1], mask.shape[1] - 1).astype(int)
-    out = mask[rows][:, cols]
+    out = _resize_nearest(mask, shape)
     if mask.any() and not out.any():
         ys, xs = np.nonzero(mask)
         out[int(ys.mean() * shape[0] / mask.shape[0]), int(xs.mean() * shape[1] / mask.shape[1])] = True

@@ -14,12 +14,14 @@ The SEEM decoder concatenates several *groups* of tokens into one sequence:
 
 A layout says which groups cross-attend to the image, which group may attend to which in
 self-attention, and how visual prompts are turned into queries. ``v1``, ``v0`` and ``demo`` are the
-three layouts the official code runs on the same weights.
+three layouts the official code runs on the same weights. ``v1_grounded``/``v0_grounded`` are v1/v0
+with the official ``STROKE_SAMPLER.EVAL.GROUNDING`` hook: the spatial queries also read the text
+tokens, which composes a text prompt with a visual prompt for the same object.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -102,6 +104,31 @@ DEMO = AttentionLayout(
 )
 
 LAYOUTS = {layout.name: layout for layout in (V1, V0, DEMO)}
+"""The inference modes (``SeemModel.set_mode``)."""
+
+
+def spatial_reads_text(layout: AttentionLayout) -> AttentionLayout:
+    """``layout`` with ``tokens_grounding`` added to what ``queries_spatial`` may attend in self-attention.
+
+    This is the official ``hook_opt`` for ``STROKE_SAMPLER.EVAL.GROUNDING`` (click + class-name text,
+    ``evaluate_interactive_grounding``): only the spatial queries' row changes, so the text tokens and
+    grounding queries evolve exactly as in plain grounding, and the spatial queries of every prompt
+    object read the same text (v1 keeps objects apart only among spatial tokens and memories). The
+    demo layout has no spatial queries (its object queries already read every prompt): returned as is.
+    """
+    spatial_row = dict(layout.self_attention).get("queries_spatial", ("tokens_grounding",))
+    if layout.spatial_queries == "none" or "tokens_grounding" in spatial_row:
+        return layout  # nothing to add (demo, or already grounded)
+    rows = tuple(
+        (group, targets + ("tokens_grounding",) if group == "queries_spatial" else targets)
+        for group, targets in layout.self_attention
+    )
+    return replace(layout, name=f"{layout.name}_grounded", self_attention=rows)
+
+
+V1_GROUNDED = spatial_reads_text(V1)
+V0_GROUNDED = spatial_reads_text(V0)
+ALL_LAYOUTS = {layout.name: layout for layout in (V1, V0, DEMO, V1_GROUNDED, V0_GROUNDED)}
 
 
 @dataclass

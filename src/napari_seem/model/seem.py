@@ -193,15 +193,28 @@ class SeemModel(nn.Module):
         include_object_queries: bool = True,
         keep_aux: bool = False,
         keep_query_states: bool = False,
+        layout: AttentionLayout | None = None,
     ) -> DecoderOutput:
-        """Decode ``features`` with any combination of prompts; see :meth:`SeemDecoder.forward`."""
-        if visual is not None and self.layout.name != "demo":
+        """Decode ``features`` with any combination of prompts; see :meth:`SeemDecoder.forward`.
+
+        ``layout`` overrides the mode's attention layout for this decode, e.g.
+        ``layout.spatial_reads_text(model.layout)`` to let a visual prompt's queries read the text of
+        ``grounding`` (text + visual for one object). A visual prompt must have been encoded for a
+        layout that treats prompt objects the same way (:meth:`encode_visual_prompt` uses the mode's).
+        """
+        layout = self.layout if layout is None else layout
+        if visual is not None and layout.name != "demo":
             raise ValueError("reference tokens as 'visual' prompts exist only in the demo layout; use 'spatial'")
+        if spatial is not None and layout.per_object_prompts != self.layout.per_object_prompts:
+            raise ValueError(
+                f"layout {layout.name!r} does not match the mode {self.cfg.mode!r} the visual prompt was "
+                "encoded for (objects kept apart or merged)"
+            )
         if prev_mask is not None:
             prev_mask = prev_mask.to(self.device, self.pixel_mean.dtype)
         return self.predictor(
             features.memory,
-            self.layout,
+            layout,
             spatial=spatial,
             visual=visual,
             grounding=grounding,

@@ -1,0 +1,93 @@
+"""From decoder outputs to :class:`ObjectResult` on any encoded plane, without predictor state.
+
+``SeemPredictor`` converts results for its one current image; a video session holds many encoded
+frames at once, so these helpers take the frame's ``ImageFeatures`` and ``PreparedImage``
+explicitly. The conversion is the predictor's: bilinear to the padded model size, crop, bilinear to
+the plane's full size, threshold at logit 0; the score is the mean foreground probability inside
+the mask.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from napari_seem.model import ImageFeatures, SeemModel
+from napari_seem.model.postprocess import resize_mask_logits
+
+from .image import PreparedImage
+from .predictor import ObjectResult
+
+
+def logits_to_results(
+    logits: torch.Tensor,
+    class_emb: torch.Tensor,
+    features: ImageFeatures,
+    prepared: PreparedImage,
+    model: SeemModel,
+    vocabulary: Sequence[str] | None = None,
+) -> list[ObjectResult]:
+    """``logits [N, h, w]`` (1/4 model resolution) and ``class_emb [N, C]`` -> N full-resolution results."""
+    model_res = resize_mask_logits(logits[None], features.padded_size, features.image_size)
+    full = F.interpolate(model_res, size=prepared.original_shape, mode="bilinear", align_corners=False)[0]
+    results = []
+    for n in range(logits.shape[0]):
+        mask = full[n] > 0
+        score = float(full[n][mask].sigmoid().mean()) if bool(mask.any()) else 0.0
+        name, class_score = classify_embedding(class_emb[n], model, vocabulary)
+        results.append(ObjectResult(mask.numpy(), logits[n].detach().clone(), score, name, class_score))
+    return results
+
+
+def classify_embedding(
+    class_emb: torch.Tensor, model: SeemModel, vocabulary: Sequence[str] | None
+) -> tuple[str | None, float | None]:
+    """Best vocabulary name and its softmax probability for ``class_emb [C]`` (``None`` without vocabulary)."""
+    if vocabulary is None:
+        return None, None
+    logits = model.predictor.class_logits(class_emb[None, None])
+    if logits is None:  # the model's vocabulary was cleared behind the predictor's back
+        return None, None
+    probs = logits[0, 0].softmax(-1)
+    best = int(probs.argmax())
+    name = vocabulary[best] if best < len(vocabulary) else "background"
+    return name, float(probs[best])
+
+
+def logits_to_model_masks(logits: torch.Tensor, features: ImageFeatures) -> torch.Tensor:
+    """``logits [N, h, w]`` -> bool masks ``[N, H_img, W_img]`` at model resolution (the prompt-mask size).
+
+    These are the masks the full-resolution results are upsampled from. Every mask returned is
+    non-empty: one that vanishes at this size keeps its strongest pixel, so a small object never
+    becomes an empty prompt (callers leave out objects whose full-resolution mask is empty).
+    """
+    model_res = resize_mask_logits(logits[None], features.padded_size, features.image_size)[0]
+    masks = model_res > 0
+    for n in range(masks.shape[0]):
+        if not bool(masks[n].any()):
+            flat = int(model_res[n].argmax())
+            masks[n].view(-1)[flat] = True
+    return masks
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two bool masks of one shape (0 when both are empty)."""
+    union = np.count_nonzero(a | b)
+    return np.count_nonzero(a & b) / union if union else 0.0
+
+
+def resize_mask_nearest(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of a bool mask ``[H, W]`` to ``shape``; a non-empty mask stays non-empty."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape == tuple(shape):
+        return mask
+    rows = np.minimum((np.arange(shape[0]) + 0.5) * mask.shape[0] / shape[0], mask.shape[0] - 1).astype(int)
+    cols = np.minimum((np.arange(shape[1]) + 0.5) * mask.shape[1] / shape[1], mask.shape[1] - 1).astype(int)
+    out = mask[rows][:, cols]
+    if not out.any() and mask.any():  # the object fell between sampled pixels: keep its centre
+        ys, xs = np.nonzero(mask)
+        out[int(ys.mean() * shape[0] / mask.shape[0]), int(xs.mean() * shape[1] / mask.shape[1])] = True
+    return out
