@@ -9,6 +9,7 @@ the mask.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -19,7 +20,20 @@ from napari_seem.model import ImageFeatures, SeemModel
 from napari_seem.model.postprocess import resize_mask_logits
 
 from .image import PreparedImage
-from .predictor import ObjectResult
+
+
+@dataclass
+class ObjectResult:
+    """One object's answer. ``mask``: bool ``[H, W]`` at the plane's resolution. ``logits``:
+    ``[h, w]`` mask logits at the model's 1/4 feature resolution (the memory for the next round).
+    ``score``: mean foreground probability inside the mask (0..1). ``class_name``/``class_score``: the
+    best vocabulary match (softmax probability) when a vocabulary is set."""
+
+    mask: np.ndarray
+    logits: torch.Tensor
+    score: float
+    class_name: str | None = None
+    class_score: float | None = None
 
 
 def logits_to_results(
@@ -79,14 +93,21 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     return np.count_nonzero(a & b) / union if union else 0.0
 
 
+def resize_nearest(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of a 2D array (pixel centres mapped) to ``shape``."""
+    if array.shape == tuple(shape):
+        return array
+    rows = np.minimum((np.arange(shape[0]) + 0.5) * array.shape[0] / shape[0], array.shape[0] - 1).astype(int)
+    cols = np.minimum((np.arange(shape[1]) + 0.5) * array.shape[1] / shape[1], array.shape[1] - 1).astype(int)
+    return array[rows][:, cols]
+
+
 def resize_mask_nearest(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour resize of a bool mask ``[H, W]`` to ``shape``; a non-empty mask stays non-empty."""
     mask = np.asarray(mask, dtype=bool)
-    if mask.shape == tuple(shape):
+    out = resize_nearest(mask, shape)
+    if out is mask:
         return mask
-    rows = np.minimum((np.arange(shape[0]) + 0.5) * mask.shape[0] / shape[0], mask.shape[0] - 1).astype(int)
-    cols = np.minimum((np.arange(shape[1]) + 0.5) * mask.shape[1] / shape[1], mask.shape[1] - 1).astype(int)
-    out = mask[rows][:, cols]
     if not out.any() and mask.any():  # the object fell between sampled pixels: keep its centre
         ys, xs = np.nonzero(mask)
         out[int(ys.mean() * shape[0] / mask.shape[0]), int(xs.mean() * shape[1] / mask.shape[1])] = True

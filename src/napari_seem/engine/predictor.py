@@ -50,24 +50,11 @@ from napari_seem.model.postprocess import (
 from napari_seem.model.visual_sampler import VisualPrompt
 from napari_seem.prompts import Box, MaskPrompt, ObjectPrompt, Point, PromptError, ReferenceRegion, Scribble, rasterize, validate
 
+from .conversion import ObjectResult, classify_embedding, resize_mask_nearest, resize_nearest
 from .image import DEFAULT_TARGET_SIZE, PreparedImage, prepare_image
 
 MAX_OBJECTS_PER_PASS = 32  # v1's 32 memory tokens are split among the objects of one pass
 CLIPPED_LOGIT = -10.0  # memory logits outside a box's allowed region are held at most this (sigmoid ~ 0)
-
-
-@dataclass
-class ObjectResult:
-    """One object's answer. ``mask``: bool ``[H, W]`` at the plane's resolution. ``logits``:
-    ``[h, w]`` mask logits at the model's 1/4 feature resolution (the memory for the next round).
-    ``score``: mean foreground probability inside the mask (0..1). ``class_name``/``class_score``: the
-    best vocabulary match (softmax probability) when a vocabulary is set."""
-
-    mask: np.ndarray
-    logits: torch.Tensor
-    score: float
-    class_name: str | None = None
-    class_score: float | None = None
 
 
 @dataclass
@@ -194,7 +181,7 @@ class SeemPredictor:
                        clip(b.x1 * s, shape[1])) for b in prompt.boxes],
             scribbles=[Scribble(tuple((clip(y * s, shape[0]), clip(x * s, shape[1])) for y, x in sc.points),
                                 max(sc.width * s, 1.0), sc.positive) for sc in prompt.scribbles],
-            masks=[MaskPrompt(_resize_mask(m.mask, shape), m.positive) for m in prompt.masks],
+            masks=[MaskPrompt(resize_mask_nearest(m.mask, shape), m.positive) for m in prompt.masks],
         )
 
     def _with_text(self, text: str | None) -> tuple[GroundingPrompt | None, AttentionLayout | None]:
@@ -267,7 +254,7 @@ class SeemPredictor:
         if features is None:
             features = self._encode(prepared)
             self._reference_cache = {prepared.signature: features}  # keep one: references change rarely
-        mask = torch.from_numpy(_resize_mask(reference.mask, prepared.model_shape))[None]
+        mask = torch.from_numpy(resize_mask_nearest(reference.mask, prepared.model_shape))[None]
         generator = torch.Generator().manual_seed(self.seed)
         ref_prompt: VisualPrompt = self.model.encode_visual_prompt(features, mask, generator=generator)
         prev = None if previous is None else previous.logits[None, None]
@@ -315,7 +302,7 @@ class SeemPredictor:
             # nearest resizing of ids keeps segments disjoint by construction.
             masks = _model_resolution(pred.masks[0, index], features)
             panoptic, segments = assign_segments(scores, labels, masks, overlap_threshold, mask_threshold, index)
-        labels_full = _resize_nearest(panoptic.numpy(), self.prepared.original_shape)
+        labels_full = resize_nearest(panoptic.numpy(), self.prepared.original_shape)
         labels_full, segments = _drop_small(labels_full, segments, min_area)
         class_ids = [s["category_id"] for s in segments]
         return EverythingResult(labels_full, [names[c] for c in class_ids], class_ids, [s["score"] for s in segments])
@@ -338,7 +325,7 @@ class SeemPredictor:
             logits = torch.where(self._feature_region(box, logits.shape), logits, logits.clamp(max=CLIPPED_LOGIT))
         prob = full.sigmoid()
         score = float(prob[mask].mean()) if bool(mask.any()) else 0.0
-        name, class_score = self._classify(class_emb)
+        name, class_score = classify_embedding(class_emb, self.model, self.vocabulary)
         return ObjectResult(mask.numpy(), logits, score, name, class_score)
 
     def _feature_region(self, box: BoxYX, shape: torch.Size) -> torch.Tensor:
@@ -352,14 +339,6 @@ class SeemPredictor:
                max(math.floor(x0 * s / sx) - 1, 0) : math.ceil((x1 + 1) * s / sx) + 1] = True
         return region
 
-    def _classify(self, class_emb: torch.Tensor) -> tuple[str | None, float | None]:
-        if self.vocabulary is None:
-            return None, None
-        logits = self.model.predictor.class_logits(class_emb[None, None])[0, 0]
-        probs = logits.softmax(-1)
-        best = int(probs.argmax())
-        name = self.vocabulary[best] if best < len(self.vocabulary) else "background"
-        return name, float(probs[best])
 
 
 def _model_resolution(logits: torch.Tensor, features: ImageFeatures) -> torch.Tensor:
@@ -432,24 +411,3 @@ def _drop_small(labels: np.ndarray, segments: list[dict], min_area: int) -> tupl
     for new_id, segment in enumerate(kept, start=1):
         new_ids[segment["id"]] = new_id
     return new_ids[labels], kept
-
-
-def _resize_nearest(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of a 2D array (pixel centres mapped, as ``_resize_mask``)."""
-    if array.shape == tuple(shape):
-        return array
-    rows = np.minimum((np.arange(shape[0]) + 0.5) * array.shape[0] / shape[0], array.shape[0] - 1).astype(int)
-    cols = np.minimum((np.arange(shape[1]) + 0.5) * array.shape[1] / shape[1], array.shape[1] - 1).astype(int)
-    return array[rows][:, cols]
-
-
-def _resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of a bool mask; keeps at least one pixel of a non-empty mask."""
-    mask = np.asarray(mask, dtype=bool)
-    if mask.shape == tuple(shape):
-        return mask
-    out = _resize_nearest(mask, shape)
-    if mask.any() and not out.any():
-        ys, xs = np.nonzero(mask)
-        out[int(ys.mean() * shape[0] / mask.shape[0]), int(xs.mean() * shape[1] / mask.shape[1])] = True
-    return out

@@ -473,14 +473,11 @@ class VideoSession:
     ) -> list[ObjectResult]:
         """Regions ``masks [N, H_img, W_img]`` of ``source`` as reference prompts on ``target``, with
         ``prev_logits [1, N, h, w]`` as memory; one result per region (v1 layout: per-object prompts)."""
-        cfg = self.model.cfg.decoder
         generator = torch.Generator().manual_seed(self.predictor.seed)
         prompt = self.model.encode_visual_prompt(source.features, masks, generator=generator)
-        queries = torch.randint(0, cfg.num_queries, (cfg.queries_per_prompt * masks.shape[0],), generator=generator)
-        # No generator for the decode itself: memory tokens are then split evenly among the objects
-        # (a random split can leave an object without memory).
-        out = self.model.decode(target.features, spatial=prompt, prev_mask=prev_logits,
-                                spatial_query_indices=queries, include_object_queries=False)
+        # The generator draws the spatial queries; memory tokens stay split evenly among the objects.
+        out = self.model.decode(target.features, spatial=prompt, prev_mask=prev_logits, generator=generator,
+                                include_object_queries=False)
         pred = out.final["queries_spatial"]
         embedding = self._blend(prompt.pos_embedding, anchors)
         logits, index, _ = select_by_embedding(pred, embedding, per_object=True)

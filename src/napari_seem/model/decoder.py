@@ -216,6 +216,7 @@ class SeemDecoder(nn.Module):
         prev_mask: torch.Tensor | None = None,
         spatial_query_indices: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        memory_generator: torch.Generator | None = None,
         include_object_queries: bool = True,
         keep_aux: bool = False,
         keep_query_states: bool = False,
@@ -226,12 +227,13 @@ class SeemDecoder(nn.Module):
         tokens (demo layout). ``prev_mask [B, N, h, w]``: previous round's mask logits (memory prompt).
         ``spatial_query_indices [queries_per_prompt * N]``: which object queries seed the v1 spatial
         queries; drawn from ``generator`` (default: a generator seeded 0, so results are reproducible).
+        ``memory_generator``: draw the v1 split of memory tokens among objects at random, as the
+        official code does at every layer; without it the split is even and fixed.
         """
         batch = memory.batch_size
         groups, query_indices = self._initial_groups(
             layout, batch, spatial, grounding, prev_mask, spatial_query_indices, generator, include_object_queries
         )
-        memory_generator = generator
         cross_slices = group_slices(layout.cross, groups)
         keep_all = keep_aux
         predictions, query_states = [], []
