@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from napari_seem.engine import SeemPredictor
-from napari_seem.model import PRESETS, build_seem, load_checkpoint
+from napari_seem.model import PRESETS, build_with_weights
 from napari_seem.prompts import Box, ObjectPrompt, Point
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,13 +101,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    model = build_seem(args.variant)
-    if args.checkpoint:
-        load_checkpoint(model, args.checkpoint)
-        weights = f"checkpoint {args.checkpoint}"
-    else:
-        weights = "RANDOM weights (torch seed 0)"
+    model, weights = build_with_weights(args.variant, args.checkpoint)
     print(f"model: {args.variant}, {weights}")
     if not args.checkpoint:
         print("WARNING: random-weight model: the IoUs below only show that the pipeline runs; "

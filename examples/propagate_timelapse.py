@@ -72,16 +72,10 @@ def build_predictor(args):
     import torch
 
     from napari_seem.engine import SeemPredictor
-    from napari_seem.model import build_seem, load_checkpoint
+    from napari_seem.model import build_with_weights
 
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    model = build_seem(args.variant)
-    if args.checkpoint:
-        load_checkpoint(model, args.checkpoint)
-        weights = f"official checkpoint {args.checkpoint}"
-    else:
-        weights = "RANDOM initialisation (torch seed 0): the masks are not a real segmentation"
+    model, weights = build_with_weights(args.variant, args.checkpoint)
     return SeemPredictor(model), weights
 
 

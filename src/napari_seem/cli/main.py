@@ -35,7 +35,7 @@ def run_demo(args: argparse.Namespace) -> dict:
     import torch
 
     from napari_seem.engine import SeemPredictor
-    from napari_seem.model import build_seem, load_checkpoint
+    from napari_seem.model import build_with_weights
     from napari_seem.prompts import ObjectPrompt, Point
 
     torch.set_num_threads(args.threads)
@@ -43,13 +43,7 @@ def run_demo(args: argparse.Namespace) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     plane, source = _load_image(args.image)
 
-    torch.manual_seed(0)
-    model = build_seem(args.variant)
-    if args.checkpoint:
-        load_checkpoint(model, args.checkpoint)
-        weights = f"official checkpoint {args.checkpoint}"
-    else:
-        weights = "RANDOM initialisation (torch seed 0): outputs show the pipeline runs, not a real segmentation"
+    model, weights = build_with_weights(args.variant, args.checkpoint)
     predictor = SeemPredictor(model)
 
     timings = {}

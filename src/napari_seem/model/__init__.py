@@ -5,7 +5,7 @@ Entry points: :func:`build_seem` (a preset name or a :class:`SeemConfig`) and :f
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import PRESETS, SeemConfig, get_config
-from .seem import ImageFeatures, SeemModel, build_seem
+from .seem import ImageFeatures, SeemModel, build_seem, build_with_weights
 
 __all__ = [
     "PRESETS",
@@ -14,6 +14,7 @@ __all__ = [
     "SeemConfig",
     "SeemModel",
     "build_seem",
+    "build_with_weights",
     "get_config",
     "load_checkpoint",
 ]

@@ -180,7 +180,7 @@ def instance_results(
     The score is the class probability times the mean foreground probability inside the mask (the
     official instance inference); with ``thing_classes`` only those classes are kept. Sorted by score.
     """
-    num_queries, num_classes = class_logits.shape[0], class_logits.shape[1] - 1
+    num_classes = class_logits.shape[1] - 1
     probs = class_logits.softmax(-1)[:, :-1].flatten()
     scores, flat = probs.topk(min(top_k, probs.numel()))
     classes = flat % num_classes

@@ -238,3 +238,19 @@ def build_seem(variant: str | SeemConfig = "focalt_v1", device: str | torch.devi
     with torch.device(device):
         model = SeemModel(cfg)
     return model.eval()
+
+
+def build_with_weights(
+    variant: str | SeemConfig = "focalt_v1", checkpoint: str | None = None, seed: int = 0
+) -> tuple[SeemModel, str]:
+    """A model with ``checkpoint``'s weights, or random weights (``seed``) when none is given, and a
+    plain statement of which weights it has (for reports: random weights segment nothing real)."""
+    torch.manual_seed(seed)
+    model = build_seem(variant)
+    if checkpoint:
+        from .checkpoint import load_checkpoint
+
+        load_checkpoint(model, checkpoint)
+        return model, f"checkpoint {checkpoint}"
+    return model, f"RANDOM weights (torch seed {seed}): the masks are not a real segmentation"
+
