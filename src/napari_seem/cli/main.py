@@ -93,6 +93,13 @@ def _write_overlay(prepared, labels: np.ndarray, path: Path) -> None:
     io.imsave(path, (overlay * 255).astype(np.uint8), check_contrast=False)
 
 
+def run_fetch(args: argparse.Namespace) -> dict:
+    from napari_seem.io.checkpoints import fetch_checkpoint, sha256_of
+
+    path = fetch_checkpoint(args.name)
+    return {"checkpoint": str(path), "sha256": sha256_of(path)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="napari-seem", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -104,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--text", default="cell", help="text prompt (default: 'cell')")
     demo.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
     demo.set_defaults(func=run_demo)
+    fetch = sub.add_parser("fetch", help="download an official SEEM checkpoint into the cache (verified)")
+    fetch.add_argument("name", help="seem_focalt_v1, seem_focall_v1, seem_focalt_v0 or seem_focall_v0")
+    fetch.set_defaults(func=run_fetch)
     return parser
 
 
@@ -111,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         report = args.func(args)
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, RuntimeError) as err:
         print(f"napari-seem: error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(report, indent=2))

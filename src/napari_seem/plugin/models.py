@@ -1,0 +1,181 @@
+"""Where the plugin's model comes from: a small registry of named model sources, and the device.
+
+A :class:`ModelSource` is a name plus a ``load(checkpoint)`` function returning a
+:class:`LoadedModel`. The dock widget lists :func:`available_models` in its model menu, so a new
+source (the trained default model, once it exists, or a lab's own fine-tuned weights) is one
+:func:`register_model` call away; tests register the tiny test model the same way.
+
+Nothing here imports torch at module level: the plugin must open fast, and torch is only needed
+once a model is actually loaded (in a worker thread).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+RANDOM_TINY = "random weights (tiny, for trying the UI)"
+DEVICES = ("auto", "cpu", "cuda", "mps")
+CheckpointUse = Literal["none", "optional", "required"]
+
+# The engine converts results with ``tensor.numpy()`` and builds some helper tensors on the CPU, so
+# today it only runs on the CPU. Until that changes, "auto" means the CPU and an explicit GPU
+# choice is refused with a clear message instead of failing inside the first click.
+ENGINE_ACCELERATOR_READY = False
+
+
+class ModelError(ValueError):
+    """A model that cannot be loaded as asked (unknown source, bad checkpoint, unavailable device)."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A ready model, a plain statement of its weights (shown to the user), and the size the
+    predictor resizes planes to."""
+
+    model: Any
+    weights: str
+    target_size: int = 512
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A named way to get a model. ``load(checkpoint)`` runs in a worker thread; ``checkpoint``
+    says whether the source takes a checkpoint file."""
+
+    name: str
+    load: Callable[[str | None], LoadedModel]
+    checkpoint: CheckpointUse = "none"
+    description: str = ""
+
+
+_REGISTRY: dict[str, ModelSource] = {}
+
+
+def register_model(source: ModelSource, replace: bool = False) -> None:
+    """Add ``source`` to the model menu (``replace=True`` to redefine an existing name)."""
+    if source.name in _REGISTRY and not replace:
+        raise ValueError(f"a model source named {source.name!r} exists already (pass replace=True)")
+    _REGISTRY[source.name] = source
+
+
+def unregister_model(name: str) -> None:
+    """Remove a registered source (the built-in ones come back on the next :func:`available_models`)."""
+    _REGISTRY.pop(name, None)
+
+
+def available_models() -> dict[str, ModelSource]:
+    """All model sources by name, built-in ones first (in menu order)."""
+    # A registered source may redefine a built-in one (it keeps the built-in's place in the menu).
+    return {**_builtin_sources(), **_REGISTRY}
+
+
+def get_source(name: str) -> ModelSource:
+    sources = available_models()
+    if name not in sources:
+        raise ModelError(f"unknown model {name!r}; available: {', '.join(sources)}")
+    return sources[name]
+
+
+def _builtin_sources() -> dict[str, ModelSource]:
+    sources = [ModelSource(RANDOM_TINY, _load_random_tiny, "none",
+                           "a tiny SEEM with random weights: fast, segments nothing real")]
+    for preset in _preset_names():
+        sources.append(ModelSource(preset, _preset_loader(preset), "optional",
+                                   f"SEEM {preset}: give an official checkpoint file (random weights without one)"))
+    return {s.name: s for s in sources}
+
+
+def _preset_names() -> tuple[str, ...]:
+    # The preset list lives in model.config, whose package imports torch; these names are stable.
+    return ("focalt_v1", "focall_v1", "focalt_v0", "focall_v0", "focalt_demo", "focall_demo")
+
+
+def tiny_random_config():
+    """The architecture of the UI-trial model: SEEM's code at toy sizes (fast on any CPU)."""
+    from napari_seem.model.config import (BackboneConfig, DecoderConfig, PixelDecoderConfig, SeemConfig,
+                                          TextConfig)
+
+    return SeemConfig(
+        backbone=BackboneConfig(embed_dim=16, depths=(1, 1, 1, 1), focal_levels=(2, 2, 2, 2)),
+        pixel_decoder=PixelDecoderConfig(conv_dim=32, mask_dim=32, encoder_layers=1, nheads=4,
+                                         dim_feedforward=64, norm_groups=8),
+        text=TextConfig(width=32, layers=1, heads=4),
+        decoder=DecoderConfig(hidden_dim=32, dim_proj=32, num_queries=11, nheads=4, dim_feedforward=64,
+                              num_layers=3, spatial_memories=8),
+    )
+
+
+def _load_random_tiny(checkpoint: str | None) -> LoadedModel:
+    from napari_seem.model import build_with_weights
+
+    model, weights = build_with_weights(tiny_random_config())
+    return LoadedModel(model, f"tiny model, {weights}")
+
+
+def _preset_loader(preset: str) -> Callable[[str | None], LoadedModel]:
+    def load(checkpoint: str | None) -> LoadedModel:
+        from napari_seem.model import build_with_weights
+
+        model, weights = build_with_weights(preset, checkpoint or None)
+        return LoadedModel(model, f"SEEM {preset}, {weights}")
+
+    return load
+
+
+def check_checkpoint(source: ModelSource, checkpoint: str | None) -> str | None:
+    """The checkpoint path to load (``None`` for none), or :class:`ModelError` before anything heavy
+    is built: a missing file is reported at once, not after building a large model."""
+    checkpoint = (checkpoint or "").strip() or None
+    if source.checkpoint == "none":
+        return None
+    if checkpoint is None:
+        if source.checkpoint == "required":
+            raise ModelError(f"{source.name} needs a checkpoint file: choose one with 'Browse'")
+        return None
+    path = Path(checkpoint).expanduser()
+    if not path.is_file():
+        raise ModelError(f"checkpoint file not found: {path}")
+    return str(path)
+
+
+def resolve_device(choice: str, accelerators_ok: bool | None = None) -> str:
+    """``"auto"`` -> ``"cuda"`` if available, else ``"mps"`` if available, else ``"cpu"``; an explicit
+    choice is checked and refused with a clear :class:`ModelError` when it is not available.
+    ``accelerators_ok`` (default :data:`ENGINE_ACCELERATOR_READY`): whether GPUs may be used at all."""
+    import torch
+
+    choice = (choice or "auto").lower()
+    if choice not in DEVICES:
+        raise ModelError(f"unknown device {choice!r}; choose one of {', '.join(DEVICES)}")
+    accelerators_ok = ENGINE_ACCELERATOR_READY if accelerators_ok is None else accelerators_ok
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": _mps_available(torch)}
+    if choice == "auto":
+        if accelerators_ok:
+            return next(d for d in ("cuda", "mps", "cpu") if available[d])
+        return "cpu"
+    if not available[choice]:
+        reason = {"cuda": "no CUDA GPU is visible to this PyTorch build",
+                  "mps": "Apple's Metal (MPS) backend is not available on this machine"}[choice]
+        raise ModelError(f"device {choice.upper()} is not available: {reason}. Choose CPU or auto.")
+    if choice != "cpu" and not accelerators_ok:
+        raise ModelError(f"device {choice.upper()} is available, but the SEEM engine runs on the CPU only "
+                         "for now. Choose CPU or auto.")
+    return choice
+
+
+def _mps_available(torch) -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def load_model(name: str, checkpoint: str | None = None, device: str = "auto") -> LoadedModel:
+    """Load the source called ``name`` onto ``device`` (slow: run it off the GUI thread)."""
+    source = get_source(name)
+    path = check_checkpoint(source, checkpoint)
+    target = resolve_device(device)
+    loaded = source.load(path)
+    model = loaded.model.to(target) if target != "cpu" else loaded.model
+    return LoadedModel(model.eval(), loaded.weights + ("" if target == "cpu" else f", on {target}"),
+                       loaded.target_size)
