@@ -4,6 +4,12 @@
 a text prompt, and write the masks (TIFF), an overlay (PNG) and a JSON report with timings. Until the
 trained default model ships, the weights are stated in the report: random initialisation (seed 0)
 unless ``--checkpoint`` names an official SEEM checkpoint.
+
+``napari-seem train``: train a model (default: the ``default_tiny`` preset) on dataset folders and
+write a checkpoint that records its data, seed, code revision, metrics and command.
+
+``napari-seem eval interactive|propagation``: the standard click protocol (NoC@85/90, mIoU after
+1..5 clicks) on dataset folders, or propagation through a time-lapse against tracked labels.
 """
 
 from __future__ import annotations
@@ -100,6 +106,91 @@ def run_fetch(args: argparse.Namespace) -> dict:
     return {"checkpoint": str(path), "sha256": sha256_of(path)}
 
 
+def parse_data_spec(spec: str):
+    """``PATH[:CLASS[:WEIGHT]]`` -> a :class:`~napari_seem.training.DatasetSpec`."""
+    from napari_seem.training import DatasetSpec
+
+    parts = spec.split(":")
+    if len(parts) > 3 or not parts[0]:
+        raise argparse.ArgumentTypeError(f"expected PATH[:CLASS[:WEIGHT]], got {spec!r}")
+    class_name = parts[1] if len(parts) > 1 and parts[1] else "object"
+    try:
+        weight = float(parts[2]) if len(parts) > 2 else 1.0
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"weight must be a number in {spec!r}") from None
+    return DatasetSpec(path=parts[0], class_name=class_name, weight=weight)
+
+
+def run_train(args: argparse.Namespace) -> dict:
+    import shlex
+
+    from napari_seem.training import Augmentation, TaskConfig, TrainConfig, read_record, train
+
+    tasks = TaskConfig(
+        objects_per_image=args.objects_per_image, max_rounds=args.max_rounds,
+        generic_fraction=args.generic_fraction, grounding_fraction=args.grounding_fraction,
+        deep_supervision=not args.no_deep_supervision,
+    )
+    log_every = args.log_every
+
+    def report(progress) -> None:
+        if progress.step % log_every == 0 or progress.step == progress.total or progress.checkpoint:
+            saved = f", saved {progress.checkpoint}" if progress.checkpoint else ""
+            print(f"step {progress.step}/{progress.total}: loss {progress.losses.get('loss', float('nan')):.3f} "
+                  f"(mean of last 50: {progress.loss_mean:.3f}), lr {progress.lr:.2e}, "
+                  f"{progress.elapsed_s:.0f} s{saved}", flush=True)
+
+    config = TrainConfig(
+        out_dir=args.out, datasets=args.data, holdout=args.holdout, model=args.model, init_checkpoint=args.init,
+        steps=args.steps, batch_size=args.batch_size, augmentation=Augmentation(crop_size=args.crop), tasks=tasks,
+        lr=args.lr, warmup_steps=args.warmup, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
+        device=args.device, threads=args.threads, seed=args.seed, checkpoint_every=args.checkpoint_every,
+        snapshots=args.snapshots, log_every=log_every, time_limit_s=None if args.time_limit is None else args.time_limit * 60,
+        command="napari-seem " + " ".join(shlex.quote(a) for a in args.argv), callback=report,
+    )
+    path = train(config)
+    metrics = read_record(path)["metrics"]
+    return {"checkpoint": str(path), "size_mb": round(path.stat().st_size / 1e6, 2),
+            **{k: metrics[k] for k in ("steps", "wall_time_s", "loss_mean_last50", "stop_reason")}}
+
+
+def run_eval(args: argparse.Namespace) -> dict:
+    from napari_seem.evaluation.cli import run
+
+    return run(args)
+
+
+def _add_train_parser(sub) -> None:
+    train = sub.add_parser("train", help="train a SEEM model on instance-labelled dataset folders")
+    train.add_argument("--data", action="append", type=parse_data_spec, required=True, metavar="PATH[:CLASS[:WEIGHT]]",
+                       help="a dataset folder (images/, labels/, optional manifest.csv), the class name of its "
+                            "objects (default 'object') and its weight in the mix (default 1); repeatable")
+    train.add_argument("--holdout", nargs="*", default=[], metavar="NAME", help="item names kept out of training")
+    train.add_argument("--out", required=True, help="output folder for the checkpoint (model.pt)")
+    train.add_argument("--model", default="default_tiny", help="model preset (default: default_tiny)")
+    train.add_argument("--init", help="start from this checkpoint (trained, or official for --model)")
+    train.add_argument("--steps", type=int, default=1000)
+    train.add_argument("--batch-size", type=int, default=4)
+    train.add_argument("--crop", type=int, default=256, help="training crop size at model scale (default 256)")
+    train.add_argument("--lr", type=float, default=3e-4)
+    train.add_argument("--warmup", type=int, default=100, help="linear warm-up steps")
+    train.add_argument("--weight-decay", type=float, default=0.05)
+    train.add_argument("--grad-clip", type=float, default=1.0)
+    train.add_argument("--objects-per-image", type=int, default=4, help="prompted objects per image and step")
+    train.add_argument("--max-rounds", type=int, default=3, help="most interactive rounds per step (memory)")
+    train.add_argument("--generic-fraction", type=float, default=1.0, help="share of steps with generic segmentation")
+    train.add_argument("--grounding-fraction", type=float, default=1.0, help="share of steps with text grounding")
+    train.add_argument("--no-deep-supervision", action="store_true", help="supervise the last decoder layer only")
+    train.add_argument("--time-limit", type=float, help="stop and save after this many minutes")
+    train.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... or auto")
+    train.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (0: at the end)")
+    train.add_argument("--snapshots", action="store_true", help="keep every periodic checkpoint as model_step<N>.pt")
+    train.add_argument("--log-every", type=int, default=10)
+    train.set_defaults(func=run_train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="napari-seem", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -114,11 +205,17 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = sub.add_parser("fetch", help="download an official SEEM checkpoint into the cache (verified)")
     fetch.add_argument("name", help="seem_focalt_v1, seem_focall_v1, seem_focalt_v0 or seem_focall_v0")
     fetch.set_defaults(func=run_fetch)
+    _add_train_parser(sub)
+    from napari_seem.evaluation.cli import add_eval_parser
+
+    add_eval_parser(sub, run_eval)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         report = args.func(args)
     except (ValueError, OSError, RuntimeError) as err:

@@ -59,7 +59,7 @@ def _argmax_distance(mask: np.ndarray) -> tuple[float, tuple[int, int]]:
     dist = inner_distance(mask[box])
     flat = int(dist.argmax())
     y, x = divmod(flat, dist.shape[1])
-    return float(dist.flat[flat]), (y + box[0].start, x + box[1].start)
+    return float(dist.flat[flat]), (int(y + box[0].start), int(x + box[1].start))
 
 
 def first_click(mask: np.ndarray) -> Click:

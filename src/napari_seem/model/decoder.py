@@ -22,11 +22,15 @@ from torch import nn
 from .config import DecoderConfig, TextConfig
 from .layers import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
 from .layout import AttentionLayout, TokenGroup, group_slices, self_attention_allowed
-from .position_encoding import sine_position_embedding
+from .position_encoding import absolute_sine_embedding, sine_position_embedding
 from .text_encoder import LanguageEncoder
 from .visual_sampler import VisualPrompt, level_tokens, mean_embeddings, sample_points
 
 QUERY_GROUPS = ("queries_object", "queries_grounding", "queries_spatial")
+# Wavelengths of the absolute position embedding: 2*pi to ~1300 input pixels, i.e. from below an
+# object's size to the whole 512-pixel image (DETR's 10000 would spend most channels on wavelengths
+# far longer than any image, leaving the match of two positions a flat plateau).
+ABSOLUTE_POSITION_TEMPERATURE = 256.0
 
 
 @dataclass
@@ -134,15 +138,27 @@ class SeemDecoder(nn.Module):
         self.spatial_featured = nn.Embedding(cfg.spatial_memories, hidden)
         # Normalised class-name embeddings [K+1, dim_proj] (last = background); set by a vocabulary.
         self.register_buffer("vocabulary_embeddings", None, persistent=False)
+        # Input-pixel (y, x) of the image's top-left corner for cfg.absolute_position (training crops).
+        self.position_offset: tuple[float, float] = (0.0, 0.0)
 
     # ------------------------------------------------------------------ image memory
     def prepare_memory(self, multi_scale: list[torch.Tensor], mask_features: torch.Tensor) -> DecoderMemory:
-        """Per-image decoder inputs from the pixel decoder's ``multi_scale`` maps (strides 32, 16, 8)."""
+        """Per-image decoder inputs from the pixel decoder's ``multi_scale`` maps (strides 32, 16, 8).
+
+        With ``cfg.absolute_position`` (ours, off in the official configs) an absolute-pixel sine
+        embedding is added to the mask features and to each level map: point tokens and prompt
+        embeddings then say *where* the prompt is, and a query's mask can select a location, which
+        lets a small model trained from scratch tell apart touching objects that look alike.
+        """
+        if self.cfg.absolute_position:
+            mask_features = mask_features + self._absolute_position(mask_features, 4.0)
         src, pos, maps, sizes = [], [], [], []
         for level, feat in enumerate(multi_scale):
             _, _, height, width = feat.shape
             pe = sine_position_embedding(height, width, feat.shape[1] // 2, device=feat.device, dtype=feat.dtype)
             level_map = feat + self.level_embed.weight[level][None, :, None, None]
+            if self.cfg.absolute_position:
+                level_map = level_map + self._absolute_position(feat, 4.0 * mask_features.shape[-2] / height)
             sizes.append((height, width))
             maps.append(level_map)
             src.append(level_map.flatten(2).permute(2, 0, 1))
@@ -158,6 +174,14 @@ class SeemDecoder(nn.Module):
             for size in sizes
         ]
         return DecoderMemory(src, pos, maps, sizes, mask_features, flat, level_mask_features, keys_values)
+
+    def _absolute_position(self, feature_map: torch.Tensor, stride: float) -> torch.Tensor:
+        """``[1, C, H, W]`` absolute sine embedding for ``feature_map [B, C, H, W]`` at ``stride``
+        (shifted by ``position_offset``, input pixels (y, x): training sets it to place a crop
+        anywhere in an image; it is (0, 0) otherwise)."""
+        _, channels, height, width = feature_map.shape
+        return absolute_sine_embedding(height, width, stride, channels // 2, self.position_offset,
+                                       ABSOLUTE_POSITION_TEMPERATURE, feature_map.device, feature_map.dtype)
 
     # ------------------------------------------------------------------ prompts
     def encode_visual_prompt(

@@ -37,3 +37,35 @@ def sine_position_embedding(
     pos_y = torch.stack((pos_y[:, :, :, 0::2].sin(), pos_y[:, :, :, 1::2].cos()), dim=4).flatten(3)
     pos = torch.cat((pos_y, pos_x), dim=3).permute(0, 3, 1, 2)
     return pos.to(dtype)
+
+
+def absolute_sine_embedding(
+    height: int,
+    width: int,
+    stride: float,
+    num_pos_feats: int,
+    offset: tuple[float, float] = (0.0, 0.0),
+    temperature: float = 10000.0,
+    device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Sine/cosine embedding of *absolute* input-pixel positions (not normalised by the map size).
+
+    Cell ``(i, j)`` of a map with ``stride`` input pixels per cell sits at input pixel
+    ``((i + 0.5) * stride, (j + 0.5) * stride)`` plus ``offset`` (y, x); the layout is
+    :func:`sine_position_embedding`'s (``[1, 2*num_pos_feats, height, width]``, y then x). Because the
+    scale does not depend on the map size, a model trained on crops sees the same embedding
+    differences on whole images (and a random ``offset`` lets a crop stand anywhere in one).
+    """
+    y = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) * stride + offset[0]
+    x = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) * stride + offset[1]
+    dim_t = torch.arange(num_pos_feats, dtype=torch.float32, device=device)
+    dim_t = temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / num_pos_feats)
+
+    def encode(values: torch.Tensor) -> torch.Tensor:  # [n] -> [n, num_pos_feats]
+        scaled = values[:, None] / dim_t
+        return torch.stack((scaled[:, 0::2].sin(), scaled[:, 1::2].cos()), dim=2).flatten(1)
+
+    pos_y = encode(y)[:, None, :].expand(height, width, num_pos_feats)
+    pos_x = encode(x)[None, :, :].expand(height, width, num_pos_feats)
+    return torch.cat((pos_y, pos_x), dim=2).permute(2, 0, 1)[None].to(dtype)

@@ -84,6 +84,12 @@ def _builtin_sources() -> dict[str, ModelSource]:
     for preset in _preset_names():
         sources.append(ModelSource(preset, _preset_loader(preset), "optional",
                                    f"SEEM {preset}: give an official checkpoint file (random weights without one)"))
+    from napari_seem.io.checkpoints import REGISTRY  # a plain table: no torch, no network
+
+    for name, entry in REGISTRY.items():
+        sources.append(ModelSource(f"{name} (official, downloaded once)", _official_loader(name), "none",
+                                   f"the released {entry.filename} from Hugging Face {entry.repo_id}, fetched into "
+                                   "napari-seem's cache on first use and checked by SHA-256"))
     return {s.name: s for s in sources}
 
 
@@ -120,6 +126,18 @@ def _preset_loader(preset: str) -> Callable[[str | None], LoadedModel]:
 
         model, weights = build_with_weights(preset, checkpoint or None)
         return LoadedModel(model, f"SEEM {preset}, {weights}")
+
+    return load
+
+
+def _official_loader(name: str) -> Callable[[str | None], LoadedModel]:
+    def load(checkpoint: str | None) -> LoadedModel:
+        from napari_seem.io.checkpoints import REGISTRY, fetch_checkpoint
+        from napari_seem.model import build_with_weights
+
+        path = fetch_checkpoint(name)
+        model, weights = build_with_weights(REGISTRY[name].variant, str(path))
+        return LoadedModel(model, f"official SEEM {REGISTRY[name].variant}, {weights}")
 
     return load
 

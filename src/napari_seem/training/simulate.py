@@ -25,21 +25,30 @@ def click_mask(click: Click, shape: tuple[int, int]) -> np.ndarray:
     return rasterize(ObjectPrompt(points=[Point(click.y, click.x)]), shape)[0]
 
 
+def _distance(mask: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """The inner distance of ``mask`` on its bounding box (exact there, and much cheaper than on
+    the whole crop), and the box's top-left corner."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    box = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return inner_distance(box), (int(rows[0]), int(cols[0]))
+
+
 def _interior_points(mask: np.ndarray, rng: np.random.Generator, count: int, depth: float) -> np.ndarray:
     """``count`` random pixels ``[count, 2]`` (y, x) of ``mask`` at least ``depth`` x the largest
     inner distance away from its boundary (deep points: users click inside objects, not on edges)."""
-    distance = inner_distance(mask)
+    distance, (y0, x0) = _distance(mask)
     ys, xs = np.nonzero(distance >= depth * distance.max())
     chosen = rng.integers(0, ys.size, size=count)
-    return np.stack([ys[chosen], xs[chosen]], axis=1)
+    return np.stack([ys[chosen] + y0, xs[chosen] + x0], axis=1)
 
 
 def simulate_click(mask: np.ndarray, rng: np.random.Generator, centre_probability: float = 0.5) -> np.ndarray:
     """A positive click: the evaluation's first click (farthest from the boundary) with
     ``centre_probability``, else a random pixel in the deeper half of the object."""
-    distance = inner_distance(mask)
     if rng.random() < centre_probability:
+        distance, (y0, x0) = _distance(mask)
         y, x = np.unravel_index(int(distance.argmax()), distance.shape)
+        y, x = y + y0, x + x0
     else:
         y, x = _interior_points(mask, rng, 1, 0.5)[0]
     return click_mask(Click(int(y), int(x)), mask.shape)

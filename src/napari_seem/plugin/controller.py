@@ -1,0 +1,552 @@
+"""The dock widget's logic without Qt: which plane, which axis, which prompts, what to write.
+
+The widget (``plugin/widget.py``) is a thin Qt layer over :class:`SeemController`. Each action is
+split the same way, so that the slow part can run in a worker thread while the layers are only read
+and written on the GUI thread:
+
+1. ``plan_*`` (GUI thread): read the layers and settings into a plain job object;
+2. ``run_*`` (worker thread): the model work, returning or yielding results;
+3. ``write_*`` (GUI thread): turn results into exact label changes (``label_writer.plan_write``)
+   applied with ``Labels.data_setitem``, so the labels layer's undo (Ctrl-Z) reverts them.
+
+Axes. An image layer's data axes are: *leading* axes (time, z, ...), optionally one *channel* axis
+among them, then the two spatial axes (y, x), then for RGB images the colour axis. A *plane* is a
+tuple with one index per leading data axis (the channel axis included, at the channel shown), which
+is what ``layer_prompts`` uses to keep only the prompts drawn on that plane. The labels layer has the
+image's axes without the channel and colour axes.
+
+Layers are duck-typed (``data``, ``ndim``, ``features``, ``data_setitem``, transforms), so tests can
+use bare napari layers without a viewer. torch is imported only inside the ``run_*`` methods.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from napari_seem.prompts import ObjectPrompt, PromptError
+
+from . import models
+from .label_writer import WRITE_MODES, assign_ids, plan_write
+from .layer_prompts import labels_to_prompts, points_to_prompts, shapes_to_prompts
+
+ROLES = ("time", "z", "independent")
+ROLE_LABELS = {"time": "time (propagate through time)", "z": "z (propagate through z)",
+               "independent": "independent 2D planes"}
+DIRECTIONS = ("forward", "backward", "both")
+NEW_OBJECT = 0  # the object id of prompts for an object that has no id yet
+FEATURE_COLUMNS = ("index", "class_name", "class_score", "score", "source")
+
+
+class PluginError(Exception):
+    """Something the user can fix (no image, wrong dims, no prompts...): shown as a plain message.
+
+    Deliberately not a ``RuntimeError``: the worker threads treat a ``RuntimeError`` as "the worker
+    was deleted" and would swallow it."""
+
+
+# ---------------------------------------------------------------------------------------- axes
+@dataclass(frozen=True)
+class Geometry:
+    """How an image layer's data axes are used (see the module docstring)."""
+
+    shape: tuple[int, ...]
+    rgb: bool = False
+    channel_axis: int | None = None
+
+    @property
+    def ndim(self) -> int:
+        """Number of layer dimensions (the RGB colour axis is not one)."""
+        return len(self.shape) - int(self.rgb)
+
+    @property
+    def leading(self) -> tuple[int, ...]:
+        """Data axes that index planes (time, z, ...), without the channel axis."""
+        return tuple(a for a in range(self.ndim - 2) if a != self.channel_axis)
+
+    @property
+    def plane_shape(self) -> tuple[int, int]:
+        return self.shape[self.ndim - 2], self.shape[self.ndim - 1]
+
+    @property
+    def labels_shape(self) -> tuple[int, ...]:
+        return tuple(self.shape[a] for a in range(self.ndim) if a != self.channel_axis)
+
+    @property
+    def n_channels(self) -> int:
+        if self.channel_axis is not None:
+            return self.shape[self.channel_axis]
+        return self.shape[-1] if self.rgb else 1
+
+    def labels_axis(self, axis: int) -> int:
+        """The labels-layer axis of image data axis ``axis`` (the channel axis is dropped)."""
+        return axis - int(self.channel_axis is not None and self.channel_axis < axis)
+
+    def labels_plane(self, plane: Sequence[int]) -> tuple[int, ...]:
+        """The labels layer's leading indices of ``plane``."""
+        return tuple(int(plane[a]) for a in self.leading)
+
+    def image_index(self, plane: Sequence[int]) -> tuple:
+        """Index into the image data reading ``plane``: all channels, the whole (y, x) plane."""
+        lead = tuple(slice(None) if a == self.channel_axis else int(plane[a]) for a in range(self.ndim - 2))
+        return lead + (slice(None), slice(None))
+
+    @property
+    def plane_channel_axis(self) -> int | None:
+        """The channel axis of an array read with :meth:`image_index` (the others are gone)."""
+        return None if self.channel_axis is None else 0
+
+    def planes(self, at: Sequence[int]) -> list[tuple[int, ...]]:
+        """Every plane of the stack (the channel index taken from ``at``)."""
+        ranges = [range(self.shape[a]) if a != self.channel_axis else [int(at[a])] for a in range(self.ndim - 2)]
+        return [tuple(p) for p in itertools.product(*ranges)]
+
+
+def layer_geometry(layer: Any, channel_axis: int | None = None) -> Geometry:
+    """The :class:`Geometry` of an image layer, or :class:`PluginError` for data SEEM cannot use."""
+    if layer is None:
+        raise PluginError("no image: add an image layer and choose it in the SEEM widget")
+    if getattr(layer, "multiscale", False):
+        raise PluginError(f"image {layer.name!r} is multiscale (a pyramid): not supported yet; add its "
+                          "full-resolution level as an image layer")
+    shape = tuple(int(s) for s in layer.data.shape)
+    rgb = bool(getattr(layer, "rgb", False))
+    geometry = Geometry(shape, rgb, channel_axis)
+    if geometry.ndim < 2:
+        raise PluginError(f"image {layer.name!r} has shape {shape}: SEEM needs at least two (y, x) dimensions")
+    if channel_axis is not None and not 0 <= channel_axis < geometry.ndim - 2:
+        raise PluginError(f"channel axis {channel_axis} is not one of the leading axes of image shape {shape}; "
+                          "the last two axes are y and x")
+    if min(geometry.plane_shape) < 2:
+        raise PluginError(f"image {layer.name!r} has a {geometry.plane_shape} plane: too small to segment")
+    return geometry
+
+
+def current_plane(layer: Any, geometry: Geometry, world_point: Sequence[float]) -> tuple[int, ...]:
+    """The plane of ``layer`` shown at the viewer's ``world_point`` (``viewer.dims.point``)."""
+    data = np.asarray(layer.world_to_data(np.asarray(world_point, dtype=float)), dtype=float)
+    index = np.round(data[: geometry.ndim - 2]).astype(int)
+    sizes = np.asarray(geometry.shape[: geometry.ndim - 2], dtype=int)
+    return tuple(int(v) for v in np.clip(index, 0, np.maximum(sizes - 1, 0)))
+
+
+def parse_channels(text: str | None, geometry: Geometry) -> tuple[int, ...] | None:
+    """Channel choice from text like ``"0"`` or ``"1, 2, 0"`` (blank: all channels, when at most three)."""
+    if geometry.channel_axis is None:
+        return None
+    count = geometry.n_channels
+    text = (text or "").strip()
+    if not text:
+        if count > 3:
+            raise PluginError(f"the image has {count} channels: enter one channel or up to three "
+                              "(mapped to red, green, blue), e.g. 0 or 0,2")
+        return tuple(range(count))
+    try:
+        chosen = tuple(int(part) for part in text.replace(";", ",").split(",") if part.strip())
+    except ValueError:
+        raise PluginError(f"channels must be comma-separated channel numbers, got {text!r}") from None
+    if not 1 <= len(chosen) <= 3 or any(not 0 <= c < count for c in chosen):
+        raise PluginError(f"choose one to three channels among 0..{count - 1}, got {text!r}")
+    return chosen
+
+
+def parse_vocabulary(text: str | None) -> list[str]:
+    """Class names from a comma-separated box (blanks and repeats dropped, order kept)."""
+    names = [n.strip() for n in (text or "").split(",")]
+    return list(dict.fromkeys(n for n in names if n))
+
+
+def propagation_axis(geometry: Geometry, role: str, axis: int | None) -> int:
+    """The image data axis to propagate along, checked against the role and the image."""
+    if role == "independent":
+        raise PluginError("the stack is set to 'independent 2D planes': nothing propagates; choose "
+                          "'time' or 'z' as the role of the stack axis")
+    if not geometry.leading:
+        raise PluginError("a 2D image has no axis to propagate along: propagation needs a time-lapse "
+                          "or a z-stack (T, Y, X) / (Z, Y, X)")
+    if axis is None:
+        axis = geometry.leading[0]
+    if axis not in geometry.leading:
+        raise PluginError(f"axis {axis} cannot propagate: choose one of the stack axes {geometry.leading}")
+    return axis
+
+
+class AxisStack:
+    """The frames along one data axis of an image, every other leading axis held at ``plane``;
+    read lazily, one frame per ``stack[t]`` (what :class:`~napari_seem.engine.VideoSession` reads)."""
+
+    def __init__(self, data: Any, geometry: Geometry, axis: int, plane: Sequence[int]) -> None:
+        self.data, self.geometry, self.axis, self.plane = data, geometry, axis, tuple(plane)
+        frame_shape = [geometry.shape[a] for a in range(len(geometry.shape))
+                       if a == geometry.channel_axis or a >= geometry.ndim - 2]
+        self.shape = (geometry.shape[axis], *frame_shape)
+        self.channel_axis = None if geometry.channel_axis is None else 1
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, t: int) -> np.ndarray:
+        plane = list(self.plane)
+        plane[self.axis] = int(t)
+        return np.asarray(self.data[self.geometry.image_index(plane)])
+
+
+# ---------------------------------------------------------------------------------------- prompts
+def collect_prompts(image: Any, points: Any, shapes: Any, geometry: Geometry,
+                    plane: tuple[int, ...]) -> dict[int, ObjectPrompt]:
+    """Prompts of the points and shapes layers drawn on ``plane``, by object id (0 = a new object)."""
+    prompts: dict[int, ObjectPrompt] = {}
+    found = []
+    if points is not None:
+        found.append(points_to_prompts(points, image, plane))
+    if shapes is not None and len(shapes.data):
+        found.append(shapes_to_prompts(shapes, image, geometry.plane_shape, plane))
+    for by_object in found:
+        for object_id, prompt in by_object.items():
+            merged = prompts.setdefault(object_id, ObjectPrompt())
+            merged.points += prompt.points
+            merged.boxes += prompt.boxes
+            merged.scribbles += prompt.scribbles
+            merged.masks += prompt.masks
+    return prompts
+
+
+def prompt_key(prompt: ObjectPrompt) -> tuple:
+    """A hashable summary of a prompt, to tell whether an object's prompts changed since last time."""
+    masks = tuple((m.positive, hash(np.packbits(np.asarray(m.mask, bool)).tobytes())) for m in prompt.masks)
+    return (tuple(prompt.points), tuple(prompt.boxes), tuple(prompt.scribbles), masks,
+            (prompt.text or "").strip())
+
+
+def objects_to_segment(prompts: Mapping[int, ObjectPrompt], last_keys: Mapping[int, tuple],
+                       current: int) -> list[int]:
+    """Objects whose prompts changed since their last round (so an unchanged object, maybe edited by
+    hand since, is not recomputed); if none changed, the current object again (a refinement round)."""
+    changed = [o for o, p in prompts.items() if last_keys.get(o) != prompt_key(p)]
+    if changed:
+        return sorted(changed)
+    if current in prompts:
+        return [current]
+    if prompts:
+        return sorted(prompts)
+    raise PluginError("no prompts on this plane: click points in the 'SEEM points' layer, draw a shape in "
+                      "'SEEM shapes', or type a text prompt")
+
+
+def _rows_on_plane(layer: Any, image: Any, plane: tuple[int, ...], items: Sequence[np.ndarray]) -> np.ndarray:
+    """Which of a layer's items (points, or shapes' vertex arrays) lie on ``plane``."""
+    from .layer_prompts import to_image_coords
+
+    if layer.ndim < image.ndim or not plane:
+        return np.ones(len(items), dtype=bool)
+    keep = []
+    for vertices in items:
+        coords = to_image_coords(layer, image, np.atleast_2d(vertices))
+        keep.append(bool((np.round(coords[:, : len(plane)]).astype(int) == np.asarray(plane)).all()))
+    return np.asarray(keep, dtype=bool)
+
+
+def relabel_new_object(layer: Any, image: Any, plane: tuple[int, ...], new_id: int) -> None:
+    """Give the prompts of the new object (object 0) on ``plane`` their id, once the id exists."""
+    if layer is None or len(layer.data) == 0 or "object" not in layer.features.columns:
+        return
+    items = list(layer.data) if isinstance(layer.data, list) else [row for row in np.asarray(layer.data)]
+    features = layer.features.copy()
+    rows = (features["object"].to_numpy() == NEW_OBJECT) & _rows_on_plane(layer, image, plane, items)
+    if rows.any():
+        features.loc[rows, "object"] = new_id
+        layer.features = features
+
+
+# ---------------------------------------------------------------------------------------- jobs
+@dataclass
+class PlaneJob:
+    """One round of prompted segmentation on one plane (object id 0 = a new object)."""
+
+    data: Any
+    index: tuple
+    plane: tuple[int, ...]
+    labels_plane: tuple[int, ...]
+    channel_axis: int | None
+    channels: tuple[int, ...] | None
+    prompts: dict[int, ObjectPrompt]
+    previous: dict[int, Any]
+    vocabulary: list[str] | None
+    requested_ids: dict[int, int | None] = field(default_factory=dict)
+
+
+@dataclass
+class EverythingJob:
+    """Segment-everything on one or more planes."""
+
+    data: Any
+    geometry: Geometry
+    planes: list[tuple[int, ...]]
+    channels: tuple[int, ...] | None
+    vocabulary: list[str]
+    threshold: float
+
+
+@dataclass
+class PlaneEverything:
+    """What segment-everything found on one plane (yielded per plane)."""
+
+    plane: tuple[int, ...]
+    labels_plane: tuple[int, ...]
+    result: Any  # engine.EverythingResult
+
+
+@dataclass
+class PropagationJob:
+    """Carry the objects of one frame's labels along ``stack`` (one data axis)."""
+
+    stack: AxisStack
+    channels: tuple[int, ...] | None
+    source: int
+    prompts: dict[int, ObjectPrompt]
+    direction: str
+    stop: int | tuple[int, int]
+    labels_axis: int
+    labels_plane: tuple[int, ...]
+    steps: int
+
+    def labels_plane_for(self, frame: int) -> tuple[int, ...]:
+        """The labels layer's leading indices of ``frame``."""
+        plane = list(self.labels_plane)
+        plane[self.labels_axis] = int(frame)
+        return tuple(plane)
+
+
+def propagation_range(direction: str, source: int, n_frames: int,
+                      frame_range: tuple[int, int] | None) -> tuple[int | tuple[int, int], int]:
+    """The engine's ``stop`` for ``direction`` from ``source`` within ``frame_range`` (inclusive; default
+    all frames), and how many frames that computes."""
+    if direction not in DIRECTIONS:
+        raise PluginError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    first, last = (0, n_frames - 1) if frame_range is None else (int(frame_range[0]), int(frame_range[1]))
+    if not 0 <= first <= last < n_frames:
+        raise PluginError(f"frame range {first}..{last} is not within the stack's frames 0..{n_frames - 1}")
+    if not first <= source <= last:
+        raise PluginError(f"the current frame {source} is outside the frame range {first}..{last}: move to a "
+                          "frame inside it (the objects are carried from the current frame)")
+    forward, backward = last - source, source - first
+    steps = {"forward": forward, "backward": backward, "both": forward + backward}[direction]
+    if steps == 0:
+        raise PluginError(f"nothing to propagate {direction} from frame {source} within {first}..{last}")
+    stop = {"forward": last, "backward": first, "both": (first, last)}[direction]
+    return stop, steps
+
+
+# ---------------------------------------------------------------------------------------- controller
+class SeemController:
+    """Model, memory and jobs of one dock widget (see the module docstring for the three phases)."""
+
+    def __init__(self) -> None:
+        self.model_choice: tuple[str, str | None, str] = (models.RANDOM_TINY, None, "auto")
+        self.loaded: models.LoadedModel | None = None
+        self.predictor = None
+        self._loaded_choice: tuple | None = None
+        self._custom: models.LoadedModel | None = None
+        self.memory: dict[tuple[tuple[int, ...], int], Any] = {}  # (labels plane, id) -> last ObjectResult
+        self.prompt_keys: dict[tuple[tuple[int, ...], int], tuple] = {}
+
+    # ------------------------------------------------------------------ model
+    def set_model(self, name: str, checkpoint: str | None = None, device: str = "auto") -> None:
+        """Choose the model; it is (re)loaded by the next job that needs it."""
+        self.model_choice = (name, (checkpoint or "").strip() or None, device)
+        if self.model_choice != self._loaded_choice:
+            self.forget()
+
+    def use_model(self, model: Any, weights: str = "a model given from Python", target_size: int = 512) -> None:
+        """Use an already built model (the scripting API's ``model=``) instead of a model source."""
+        self._custom = models.LoadedModel(model.eval(), weights, target_size)
+        self.model_choice = ("custom", None, "auto")
+        self.forget()
+
+    @property
+    def model_ready(self) -> bool:
+        """Whether the chosen model is loaded (otherwise the next job loads it first)."""
+        return self.predictor is not None and self._loaded_choice == self.model_choice
+
+    @property
+    def weights(self) -> str | None:
+        """The loaded model's weight statement (``None`` before loading)."""
+        return None if self.loaded is None else self.loaded.weights
+
+    def ensure_model(self):
+        """The predictor of the chosen model, loading it first if needed (worker thread)."""
+        if self.model_ready:
+            return self.predictor
+        from napari_seem.engine import SeemPredictor
+
+        choice = self.model_choice  # the GUI may change the choice while this loads
+        self.predictor = None
+        if choice[0] == "custom" and self._custom is not None:
+            loaded = self._custom
+        else:
+            loaded = models.load_model(*choice)
+        predictor = SeemPredictor(loaded.model, target_size=loaded.target_size)
+        self.predictor, self.loaded, self._loaded_choice = predictor, loaded, choice
+        return predictor
+
+    def forget(self) -> None:
+        """Drop the memory of previous rounds (a new image, model or cleared prompts)."""
+        self.memory.clear()
+        self.prompt_keys.clear()
+
+    # ------------------------------------------------------------------ segment one plane
+    def plan_plane(self, image: Any, geometry: Geometry, plane: tuple[int, ...], points: Any, shapes: Any,
+                   text: str | None, current_object: int, vocabulary: Sequence[str] | None,
+                   channels: tuple[int, ...] | None) -> PlaneJob:
+        """A round on ``plane``: the objects whose prompts changed (see :func:`objects_to_segment`)."""
+        prompts = collect_prompts(image, points, shapes, geometry, plane)
+        text = (text or "").strip() or None
+        if text:  # the text box belongs to the object being edited
+            prompts.setdefault(current_object, ObjectPrompt()).text = text
+        labels_plane = geometry.labels_plane(plane)
+        last = {o: k for (p, o), k in self.prompt_keys.items() if p == labels_plane}
+        chosen = objects_to_segment(prompts, last, current_object)
+        for object_id in chosen:
+            _check_prompt(prompts[object_id], geometry.plane_shape, object_id)
+        return PlaneJob(
+            data=image.data, index=geometry.image_index(plane), plane=plane, labels_plane=labels_plane,
+            channel_axis=geometry.plane_channel_axis, channels=channels,
+            prompts={o: prompts[o] for o in chosen},
+            previous={o: self.memory.get((labels_plane, o)) for o in chosen},
+            vocabulary=list(vocabulary) if vocabulary else None,
+            requested_ids={o: None if o == NEW_OBJECT else o for o in chosen},
+        )
+
+    def run_plane(self, job: PlaneJob) -> dict[int, Any]:
+        """Encode the plane (cached when unchanged) and answer the prompts (worker thread)."""
+        predictor = self.ensure_model()
+        predictor.set_image(np.asarray(job.data[job.index]), job.channel_axis, job.channels)
+        predictor.set_vocabulary(job.vocabulary)
+        ids = list(job.prompts)
+        results = predictor.predict([job.prompts[o] for o in ids], previous=[job.previous[o] for o in ids])
+        return dict(zip(ids, results))
+
+    def write_plane(self, labels: Any, job: PlaneJob, results: Mapping[int, Any], mode: str) -> dict[int, int]:
+        """Write one round's masks; returns ``{object in the job: label id written}``."""
+        objects = list(results)
+        ids = dict(zip(objects, assign_ids([job.requested_ids.get(o, o or None) for o in objects],
+                                           np.asarray(labels.data))))
+        masks = {ids[o]: results[o].mask for o in objects}
+        apply_write(labels, job.labels_plane, masks, mode)
+        rows = {}
+        for o in objects:
+            result, label = results[o], ids[o]
+            self.memory[(job.labels_plane, label)] = result
+            prompt = job.prompts[o]
+            self.prompt_keys[(job.labels_plane, label)] = prompt_key(prompt)
+            rows[label] = {"class_name": result.class_name or (prompt.text or "").strip() or "",
+                           "class_score": result.class_score, "score": result.score, "source": "prompt"}
+        update_features(labels, rows)
+        return ids
+
+    # ------------------------------------------------------------------ segment everything
+    def plan_everything(self, image: Any, geometry: Geometry, planes: list[tuple[int, ...]],
+                        vocabulary: Sequence[str], threshold: float,
+                        channels: tuple[int, ...] | None) -> EverythingJob:
+        if not vocabulary:
+            raise PluginError("segment everything needs class names: type them in the vocabulary box, "
+                              "comma-separated, e.g. nucleus, cell")
+        if not 0.0 <= threshold <= 1.0:
+            raise PluginError(f"the minimum score must be between 0 and 1, got {threshold}")
+        return EverythingJob(image.data, geometry, planes, channels, list(vocabulary), float(threshold))
+
+    def run_everything(self, job: EverythingJob) -> Iterator[PlaneEverything]:
+        """One :class:`PlaneEverything` per plane, as each is done (worker thread)."""
+        predictor = self.ensure_model()
+        geometry = job.geometry
+        for plane in job.planes:
+            predictor.set_image(np.asarray(job.data[geometry.image_index(plane)]), geometry.plane_channel_axis,
+                                job.channels)
+            result = predictor.segment_everything(job.vocabulary, object_threshold=job.threshold)
+            yield PlaneEverything(plane, geometry.labels_plane(plane), result)
+
+    def write_everything(self, labels: Any, item: PlaneEverything, mode: str) -> list[int]:
+        """Write one plane's instances with fresh ids; returns the ids that got pixels."""
+        result = item.result
+        ids = assign_ids([None] * len(result), np.asarray(labels.data))
+        masks = {label: result.labels == n + 1 for n, label in enumerate(ids)}
+        change = apply_write(labels, item.labels_plane, masks, mode)
+        written = set(np.unique(change.new).tolist()) if change is not None else set()
+        rows = {label: {"class_name": result.class_names[n], "class_score": result.scores[n],
+                        "score": result.scores[n], "source": "everything"}
+                for n, label in enumerate(ids) if label in written}
+        update_features(labels, rows)
+        return sorted(rows)
+
+    # ------------------------------------------------------------------ propagation
+    def plan_propagation(self, image: Any, geometry: Geometry, plane: tuple[int, ...], axis: int, labels: Any,
+                         direction: str, frame_range: tuple[int, int] | None,
+                         channels: tuple[int, ...] | None) -> PropagationJob:
+        """Carry every object of the current frame's labels (hand-painted ones too) along ``axis``."""
+        source = int(plane[axis])
+        stop, steps = propagation_range(direction, source, geometry.shape[axis], frame_range)
+        labels_plane = geometry.labels_plane(plane)
+        prompts = labels_to_prompts(np.asarray(labels.data[labels_plane]))
+        if not prompts:
+            raise PluginError(f"nothing to propagate: frame {source} has no labels in {labels.name!r}; segment "
+                              "or paint the objects on this frame first")
+        return PropagationJob(AxisStack(image.data, geometry, axis, plane), channels, source, prompts, direction,
+                              stop, geometry.labels_axis(axis), labels_plane, steps)
+
+    def run_propagation(self, job: PropagationJob) -> Iterator[Any]:
+        """``FrameResult`` per frame as it is computed (worker thread)."""
+        from napari_seem.engine import VideoSession
+
+        predictor = self.ensure_model()
+        session = VideoSession(predictor, job.stack, channel_axis=job.stack.channel_axis, channels=job.channels)
+        session.add_objects(job.source, job.prompts)
+        yield from session.propagate(job.direction, stop=job.stop)
+
+    def write_frame(self, labels: Any, job: PropagationJob, frame: Any, mode: str) -> None:
+        """Write one propagated frame: each carried object's mask; a lost object's old pixels go."""
+        empty = np.zeros(job.stack.geometry.plane_shape, dtype=bool)
+        masks = {o: r.mask for o, r in sorted(frame.results.items())}
+        masks.update({o: empty for o in sorted(frame.lost) if o not in masks})
+        apply_write(labels, job.labels_plane_for(frame.frame), masks, mode)
+
+
+# ---------------------------------------------------------------------------------------- writing
+def apply_write(labels: Any, labels_plane: tuple[int, ...], masks: Mapping[int, np.ndarray], mode: str):
+    """Plan and apply one plane's write through the layer's undo history; returns the change."""
+    if mode not in WRITE_MODES:
+        raise PluginError(f"unknown write mode {mode!r}")
+    change = plan_write(labels.data, labels_plane, masks, mode)
+    if len(change):
+        labels.data_setitem(change.indices, change.new)
+    return change
+
+
+def update_features(labels: Any, rows: Mapping[int, Mapping[str, Any]]) -> None:
+    """Upsert one row per object id into the labels layer's ``features`` (``index`` = label id)."""
+    if not rows:
+        return
+    import pandas as pd
+
+    table = {}
+    current = labels.features
+    if len(current) and "index" in current.columns:
+        for record in current.to_dict("records"):
+            table[int(record["index"])] = record
+    for label, row in rows.items():
+        table[int(label)] = {**table.get(int(label), {}), **row, "index": int(label)}
+    frame = pd.DataFrame([table[k] for k in sorted(table)])
+    columns = [c for c in FEATURE_COLUMNS if c in frame.columns]
+    labels.features = frame[columns + [c for c in frame.columns if c not in columns]]
+
+
+def _check_prompt(prompt: ObjectPrompt, shape: tuple[int, int], object_id: int) -> None:
+    from napari_seem.prompts import validate
+
+    try:
+        validate(prompt, shape)
+    except PromptError as err:
+        who = "the new object" if object_id == NEW_OBJECT else f"object {object_id}"
+        raise PluginError(f"bad prompt for {who}: {err}") from None
