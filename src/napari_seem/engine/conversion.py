@@ -52,7 +52,7 @@ def logits_to_results(
         mask = full[n] > 0
         score = float(full[n][mask].sigmoid().mean()) if bool(mask.any()) else 0.0
         name, class_score = classify_embedding(class_emb[n], model, vocabulary)
-        results.append(ObjectResult(mask.numpy(), logits[n].detach().clone(), score, name, class_score))
+        results.append(ObjectResult(mask.cpu().numpy(), logits[n].detach().cpu().clone(), score, name, class_score))
     return results
 
 

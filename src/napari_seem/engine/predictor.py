@@ -302,7 +302,7 @@ class SeemPredictor:
             # nearest resizing of ids keeps segments disjoint by construction.
             masks = _model_resolution(pred.masks[0, index], features)
             panoptic, segments = assign_segments(scores, labels, masks, overlap_threshold, mask_threshold, index)
-        labels_full = resize_nearest(panoptic.numpy(), self.prepared.original_shape)
+        labels_full = resize_nearest(panoptic.cpu().numpy(), self.prepared.original_shape)
         labels_full, segments = _drop_small(labels_full, segments, min_area)
         class_ids = [s["category_id"] for s in segments]
         return EverythingResult(labels_full, [names[c] for c in class_ids], class_ids, [s["score"] for s in segments])
@@ -326,7 +326,7 @@ class SeemPredictor:
         prob = full.sigmoid()
         score = float(prob[mask].mean()) if bool(mask.any()) else 0.0
         name, class_score = classify_embedding(class_emb, self.model, self.vocabulary)
-        return ObjectResult(mask.numpy(), logits, score, name, class_score)
+        return ObjectResult(mask.cpu().numpy(), logits.cpu(), score, name, class_score)
 
     def _feature_region(self, box: BoxYX, shape: torch.Size) -> torch.Tensor:
         """Bool ``shape`` (1/4 of the padded model size): cells that may touch the grown ``box`` (plane
@@ -334,7 +334,7 @@ class SeemPredictor:
         s, (height, width) = self.prepared.scale, self.features.padded_size
         y0, x0, y1, x1 = expand_box(box, self.box_margin, self.prepared.original_shape)
         sy, sx = height / shape[0], width / shape[1]
-        region = torch.zeros(shape, dtype=torch.bool)
+        region = torch.zeros(shape, dtype=torch.bool, device=self.model.device)
         region[max(math.floor(y0 * s / sy) - 1, 0) : math.ceil((y1 + 1) * s / sy) + 1,
                max(math.floor(x0 * s / sx) - 1, 0) : math.ceil((x1 + 1) * s / sx) + 1] = True
         return region

@@ -88,7 +88,7 @@ def box_fit(masks: torch.Tensor, box: BoxYX, margin: float = 0.1) -> torch.Tenso
     total = masks.flatten(1).sum(1).float()
     kept = inside.flatten(1).sum(1).float()
     rows, cols = inside.any(2), inside.any(1)  # [K, h], [K, w]
-    fits = torch.zeros(masks.shape[0])
+    fits = torch.zeros(masks.shape[0], device=masks.device)
     for k in range(masks.shape[0]):
         if kept[k] == 0:
             continue
@@ -186,7 +186,7 @@ def instance_results(
     classes = flat % num_classes
     queries = flat // num_classes
     if thing_classes is not None:
-        keep = torch.tensor([int(c) in thing_classes for c in classes], dtype=torch.bool)
+        keep = torch.tensor([int(c) in thing_classes for c in classes], dtype=torch.bool, device=classes.device)
         scores, classes, queries = scores[keep], classes[keep], queries[keep]
     logits = mask_logits[queries]
     masks = logits > 0
@@ -226,7 +226,7 @@ def assign_segments(
     (``query`` = ``query_index[k]``, or k without it).
     """
     height, width = mask_logits.shape[-2:]
-    panoptic = torch.zeros(height, width, dtype=torch.int32)
+    panoptic = torch.zeros(height, width, dtype=torch.int32, device=mask_logits.device)
     segments: list[dict] = []
     if scores.numel() == 0:
         return panoptic, segments

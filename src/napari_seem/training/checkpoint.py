@@ -129,23 +129,28 @@ def is_trained_checkpoint(path: str | Path) -> bool:
 
 def load_trained(path: str | Path, device: str | torch.device = "cpu") -> SeemModel:
     """Rebuild the model a trained checkpoint describes and load its weights strictly (eval mode)."""
-    payload = _read(path)
+    return _from_payload(_read(path), path).to(device).eval()
+
+
+def _from_payload(payload: dict, path) -> SeemModel:
     if "seem_config" not in payload:
         raise CheckpointError(f"{path} has no 'seem_config': not a napari-seem training checkpoint "
                               "(an official SEEM file loads with build_seem(variant) + load_checkpoint)")
     model = build_seem(config_from_dict(payload["seem_config"]))
     load_checkpoint(model, {"state_dict": payload["state_dict"]})
-    return model.to(device).eval()
+    return model
 
 
 def load_model(checkpoint: str | Path | None, variant: str = "default_tiny", seed: int = 0) -> tuple[SeemModel, str]:
     """Any model the package can load, and a statement of its weights: a trained checkpoint (its own
-    config), an official checkpoint of preset ``variant``, or random weights of ``variant``."""
+    config), an official checkpoint of preset ``variant``, or random weights of ``variant``. The
+    file is read once."""
     if checkpoint is None:
         torch.manual_seed(seed)
         return build_seem(variant), f"RANDOM weights of {variant} (torch seed {seed}): not a real segmentation"
-    if is_trained_checkpoint(checkpoint):
-        return load_trained(checkpoint), f"trained checkpoint {checkpoint}"
+    payload = _read(checkpoint)
+    if "seem_config" in payload:
+        return _from_payload(payload, checkpoint).eval(), f"trained checkpoint {checkpoint}"
     model = build_seem(variant)
-    load_checkpoint(model, checkpoint)
+    load_checkpoint(model, payload)
     return model, f"checkpoint {checkpoint} ({variant})"

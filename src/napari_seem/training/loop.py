@@ -23,10 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from napari_seem.model import SeemConfig, build_seem
-from napari_seem.model.checkpoint import load_checkpoint
+from napari_seem.model import SeemConfig, SeemModel, build_seem
 
-from .checkpoint import is_trained_checkpoint, load_trained, save_trained
+from .checkpoint import load_model, save_trained
 from .data import ArrayDataset, Augmentation, FolderDataset, InstanceDataset, MixedDataset, make_batch
 from .step import TaskConfig, training_step
 
@@ -121,14 +120,11 @@ class TrainConfig:
 def build_model(config: TrainConfig) -> SeemModel:
     """The model to train: the preset/config with random weights (seeded) or ``init_checkpoint``'s."""
     torch.manual_seed(config.seed)
-    if config.init_checkpoint is not None and is_trained_checkpoint(config.init_checkpoint):
-        return load_trained(config.init_checkpoint)
-    model = build_seem(config.model)
     if config.init_checkpoint is not None:
-        load_checkpoint(model, config.init_checkpoint)
-    else:
-        with torch.no_grad():  # from scratch: CLIP's temperature, not the official init of exp(1)
-            model.predictor.lang_encoder.logit_scale.fill_(CLIP_LOGIT_SCALE)
+        return load_model(config.init_checkpoint, config.model)[0]
+    model = build_seem(config.model)
+    with torch.no_grad():  # from scratch: CLIP's temperature, not the official init of exp(1)
+        model.predictor.lang_encoder.logit_scale.fill_(CLIP_LOGIT_SCALE)
     return model
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.ndimage import binary_dilation, binary_erosion
 
 from napari_seem.evaluation.clicks import Click, inner_distance
-from napari_seem.prompts import Box, ObjectPrompt, Point, Scribble, rasterize
+from napari_seem.prompts import ObjectPrompt, Point, Scribble, rasterize
 
 PROMPT_KINDS = ("click", "scribble", "box", "mask")
 
