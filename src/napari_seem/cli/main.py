@@ -130,6 +130,8 @@ def run_train(args: argparse.Namespace) -> dict:
         objects_per_image=args.objects_per_image, max_rounds=args.max_rounds,
         generic_fraction=args.generic_fraction, grounding_fraction=args.grounding_fraction,
         deep_supervision=not args.no_deep_supervision,
+        # Absolute-position models: crops stand anywhere in a 512-pixel (model-scale) image.
+        position_offset=float(max(512 - args.crop, 0)),
     )
     log_every = args.log_every
 

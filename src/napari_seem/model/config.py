@@ -39,6 +39,7 @@ class PixelDecoderConfig:
     nheads: int = 8
     dim_feedforward: int = 2048
     norm_groups: int = 32
+    absolute_position: bool = False  # ours, not official: encoder positions in input pixels (crop training)
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,8 @@ class DecoderConfig:
     queries_per_prompt: int = 3  # v1 only: spatial queries drawn per prompt object
     num_classes_train: int = 133  # size of the training criterion's class weight (a checkpoint buffer)
     # Ours, not official (default off): add an absolute-pixel sine embedding to the mask features and
-    # the decoder's level maps, so prompt points and masks carry where they are (see prepare_memory).
+    # the decoder's level maps, so prompt points and masks carry where they are, and use it for the
+    # cross-attention keys (see SeemDecoder.prepare_memory).
     absolute_position: bool = False
 
 
@@ -108,7 +110,7 @@ def _preset(backbone: BackboneConfig, mode: InferenceMode) -> SeemConfig:
 DEFAULT_TINY = SeemConfig(
     backbone=BackboneConfig(embed_dim=32, depths=(1, 1, 3, 1), focal_levels=(2, 2, 2, 2)),
     pixel_decoder=PixelDecoderConfig(conv_dim=96, mask_dim=96, encoder_layers=1, nheads=4, dim_feedforward=256,
-                                     norm_groups=8),
+                                     norm_groups=8, absolute_position=True),
     text=TextConfig(width=48, layers=2, heads=4),
     decoder=DecoderConfig(hidden_dim=96, dim_proj=96, num_queries=101, nheads=4, dim_feedforward=384, num_layers=6,
                           num_classes_train=2, absolute_position=True),

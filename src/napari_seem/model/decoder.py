@@ -27,10 +27,6 @@ from .text_encoder import LanguageEncoder
 from .visual_sampler import VisualPrompt, level_tokens, mean_embeddings, sample_points
 
 QUERY_GROUPS = ("queries_object", "queries_grounding", "queries_spatial")
-# Wavelengths of the absolute position embedding: 2*pi to ~1300 input pixels, i.e. from below an
-# object's size to the whole 512-pixel image (DETR's 10000 would spend most channels on wavelengths
-# far longer than any image, leaving the match of two positions a flat plateau).
-ABSOLUTE_POSITION_TEMPERATURE = 256.0
 
 
 @dataclass
@@ -148,17 +144,21 @@ class SeemDecoder(nn.Module):
         With ``cfg.absolute_position`` (ours, off in the official configs) an absolute-pixel sine
         embedding is added to the mask features and to each level map: point tokens and prompt
         embeddings then say *where* the prompt is, and a query's mask can select a location, which
-        lets a small model trained from scratch tell apart touching objects that look alike.
+        lets a small model trained from scratch tell apart touching objects that look alike. The
+        same embedding replaces the size-normalised one of the cross-attention keys, so that a
+        model trained on crops attends the same way on whole images.
         """
         if self.cfg.absolute_position:
             mask_features = mask_features + self._absolute_position(mask_features, 4.0)
         src, pos, maps, sizes = [], [], [], []
         for level, feat in enumerate(multi_scale):
             _, _, height, width = feat.shape
-            pe = sine_position_embedding(height, width, feat.shape[1] // 2, device=feat.device, dtype=feat.dtype)
             level_map = feat + self.level_embed.weight[level][None, :, None, None]
             if self.cfg.absolute_position:
-                level_map = level_map + self._absolute_position(feat, 4.0 * mask_features.shape[-2] / height)
+                pe = self._absolute_position(feat, 4.0 * mask_features.shape[-2] / height)
+                level_map = level_map + pe
+            else:
+                pe = sine_position_embedding(height, width, feat.shape[1] // 2, device=feat.device, dtype=feat.dtype)
             sizes.append((height, width))
             maps.append(level_map)
             src.append(level_map.flatten(2).permute(2, 0, 1))
@@ -181,7 +181,7 @@ class SeemDecoder(nn.Module):
         anywhere in an image; it is (0, 0) otherwise)."""
         _, channels, height, width = feature_map.shape
         return absolute_sine_embedding(height, width, stride, channels // 2, self.position_offset,
-                                       ABSOLUTE_POSITION_TEMPERATURE, feature_map.device, feature_map.dtype)
+                                       device=feature_map.device, dtype=feature_map.dtype)
 
     # ------------------------------------------------------------------ prompts
     def encode_visual_prompt(

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import MultiheadAttention
-from .position_encoding import sine_position_embedding
+from .position_encoding import absolute_sine_embedding, sine_position_embedding
 
 __all__ = ["TransformerEncoderPixelDecoder", "ConvNormAct", "TransformerEncoderLayer"]
 
@@ -133,8 +133,14 @@ class TransformerEncoderPixelDecoder(nn.Module):
         nheads: int = 8,
         dim_feedforward: int = 2048,
         num_groups: int = 32,
+        absolute_position: bool = False,
     ) -> None:
         super().__init__()
+        # Ours (off in the official configs): the encoder's positions in input pixels rather than
+        # normalised by the map size, so crops and whole images are encoded alike; position_offset
+        # is the image's top-left corner in input pixels (training places crops with it).
+        self.absolute_position = absolute_position
+        self.position_offset: tuple[float, float] = (0.0, 0.0)
         in_channels = [int(c) for c in in_channels]
         if len(in_channels) != 4:
             raise ValueError("expected the channels of res2..res5")
@@ -165,8 +171,13 @@ class TransformerEncoderPixelDecoder(nn.Module):
         """``res5 [B, C5, h, w] -> [B, conv_dim, h, w]``: input_proj + transformer encoder."""
         t = self.input_proj(res5)
         _, _, h, w = t.shape
-        # The sine embedding depends only on the shape (no padding mask is used).
-        pos = sine_position_embedding(h, w, self.conv_dim // 2, device=t.device, dtype=t.dtype)
+        if self.absolute_position:
+            stride = 32.0  # res5
+            pos = absolute_sine_embedding(h, w, stride, self.conv_dim // 2, self.position_offset,
+                                          device=t.device, dtype=t.dtype)
+        else:
+            # The sine embedding depends only on the shape (no padding mask is used).
+            pos = sine_position_embedding(h, w, self.conv_dim // 2, device=t.device, dtype=t.dtype)
         return self.transformer(t, pos)
 
     def forward(

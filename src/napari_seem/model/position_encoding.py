@@ -39,13 +39,19 @@ def sine_position_embedding(
     return pos.to(dtype)
 
 
+# Wavelengths of the absolute embedding: 2*pi to ~1300 input pixels, i.e. from below an object's size
+# to the whole 512-pixel image (DETR's 10000 would spend most channels on wavelengths far longer than
+# any image, leaving the match of two positions a flat plateau).
+ABSOLUTE_TEMPERATURE = 256.0
+
+
 def absolute_sine_embedding(
     height: int,
     width: int,
     stride: float,
     num_pos_feats: int,
     offset: tuple[float, float] = (0.0, 0.0),
-    temperature: float = 10000.0,
+    temperature: float = ABSOLUTE_TEMPERATURE,
     device: torch.device | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:

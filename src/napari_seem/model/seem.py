@@ -83,6 +83,7 @@ class SeemModel(nn.Module):
             nheads=p.nheads,
             dim_feedforward=p.dim_feedforward,
             num_groups=p.norm_groups,
+            absolute_position=p.absolute_position,
         )
         predictor = SeemDecoder(cfg.decoder, cfg.text, p.mask_dim)
         self.sem_seg_head = SemSegHead(pixel_decoder, predictor)

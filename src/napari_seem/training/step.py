@@ -215,20 +215,24 @@ def training_step(
 
 
 def _random_offset(model: SeemModel, tasks: TaskConfig, rng: np.random.Generator) -> tuple[float, float]:
-    if not model.cfg.decoder.absolute_position:
+    if not (model.cfg.decoder.absolute_position or model.cfg.pixel_decoder.absolute_position):
         return (0.0, 0.0)
     return (float(rng.uniform(0, tasks.position_offset)), float(rng.uniform(0, tasks.position_offset)))
 
 
 @contextmanager
 def placed_at(model: SeemModel, offset: tuple[float, float]):
-    """Encode with the image's top-left corner at input pixel ``offset`` (absolute-position models)."""
-    saved = model.predictor.position_offset
-    model.predictor.position_offset = offset
+    """Encode as if the image's top-left corner sat at input pixel ``offset`` of a larger image
+    (absolute-position models: a training crop then sees the positions of its place in an image)."""
+    modules = (model.predictor, model.sem_seg_head.pixel_decoder)
+    saved = [m.position_offset for m in modules]
+    for module in modules:
+        module.position_offset = offset
     try:
         yield
     finally:
-        model.predictor.position_offset = saved
+        for module, value in zip(modules, saved):
+            module.position_offset = value
 
 
 def _step(model, batch, tasks, rng, generator, generic: bool, grounding: bool, interactive: bool):

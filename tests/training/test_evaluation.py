@@ -1,0 +1,150 @@
+"""Evaluation: NoC and mIoU on a fake predictor with known IoUs, boundary F, propagation and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from napari_seem.cli.main import main
+from napari_seem.engine import SeemPredictor
+from napari_seem.engine.conversion import ObjectResult
+from napari_seem.evaluation import boundary_f, evaluate_interactive, evaluate_propagation, number_of_clicks
+from napari_seem.evaluation.interactive import iou_after, summarize
+from napari_seem.model import build_seem
+from napari_seem.training.checkpoint import save_trained
+
+from tiny import tiny_config
+
+
+def square(size=40, top=10, side=20):
+    mask = np.zeros((size, size), bool)
+    mask[top : top + side, top : top + side] = True
+    return mask
+
+
+def with_iou(target: np.ndarray, iou: float) -> np.ndarray:
+    """A mask of ``target``'s top rows covering ``iou`` of it (IoU = covered / target area)."""
+    ys = np.nonzero(target.any(1))[0]
+    rows = int(round(iou * len(ys)))
+    out = np.zeros_like(target)
+    out[ys[:rows]] = target[ys[:rows]]
+    return out
+
+
+class FakePredictor:
+    """Answers the k-th prompt of each object with a mask of the k-th IoU of a script; records the
+    prompts and memories it was given."""
+
+    def __init__(self, scripts: list[list[float]], target: np.ndarray) -> None:
+        self.scripts, self.target = scripts, target
+        self.object, self.calls, self.log = -1, 0, []
+
+    def set_image(self, image) -> None:
+        pass
+
+    def predict(self, prompts, previous=None):
+        if previous is None:  # a new object starts with a prompt without memory
+            self.object, self.calls = self.object + 1, 0
+        script = self.scripts[self.object]
+        iou = script[min(self.calls, len(script) - 1)]
+        self.calls += 1
+        self.log.append((len(prompts[0].points), previous is not None))
+        return [ObjectResult(with_iou(self.target, iou), torch.zeros(4, 4), 1.0)]
+
+
+def test_number_of_clicks():
+    assert number_of_clicks([0.5, 0.8, 0.86, 0.95], 0.85) == 3
+    assert number_of_clicks([0.5, 0.8, 0.86, 0.95], 0.90) == 4
+    assert number_of_clicks([0.5] * 30, 0.85, max_clicks=20) == 20
+    assert iou_after([0.5, 0.9], 5) == 0.9
+
+
+def test_noc_and_miou_on_a_fake_predictor_with_known_ious():
+    target = square()
+    labels = target.astype(np.int32)
+    labels2 = labels * 2  # the same object under another id in a second image
+    scripts = [[0.5, 0.8, 0.85, 0.95, 0.95, 1.0], [0.9, 0.95, 1.0]]
+    fake = FakePredictor(scripts, target)
+    report = evaluate_interactive(fake, [("one", np.zeros((40, 40)), labels), ("two", np.zeros((40, 40)), labels2)],
+                                  max_clicks=20)
+    measured = [t.ious for t in report.traces]
+    assert measured[0][:5] == pytest.approx([0.5, 0.8, 0.85, 0.95, 0.95])
+    # NoC@85: 3 and 1 clicks; NoC@90: 4 and 1.
+    assert report.noc == {"NoC@85": 2.0, "NoC@90": 2.5}
+    assert report.miou["mIoU@1"] == pytest.approx((0.5 + 0.9) / 2)
+    assert report.miou["mIoU@5"] == pytest.approx((0.95 + 1.0) / 2)
+    assert report.failures == {"NoC@85": 0, "NoC@90": 0}
+    # Each round prompts all clicks so far, with the previous result as memory from round 2 on.
+    first_object = fake.log[: len(measured[0])]
+    assert [n for n, _ in first_object] == list(range(1, len(measured[0]) + 1))
+    assert [m for _, m in first_object] == [False] + [True] * (len(measured[0]) - 1)
+
+
+def test_summaries_need_objects():
+    with pytest.raises(ValueError, match="no objects"):
+        summarize("empty", [], 0, 0.0)
+
+
+def test_objects_that_never_reach_the_threshold_count_as_max_clicks():
+    fake = FakePredictor([[0.6] * 30], square())
+    report = evaluate_interactive(fake, [("one", np.zeros((40, 40)), square().astype(np.int32))], max_clicks=7)
+    assert report.noc == {"NoC@85": 7.0, "NoC@90": 7.0} and report.failures["NoC@85"] == 1
+    assert len(report.traces[0].ious) == 7
+
+
+def test_boundary_f():
+    target = square(64, 10, 30)
+    assert boundary_f(target, target) == 1.0
+    assert boundary_f(np.roll(target, 2, axis=1), target, tolerance=3) == 1.0
+    assert boundary_f(np.roll(target, 20, axis=1), target, tolerance=3) < 0.5
+    assert boundary_f(np.zeros_like(target), target) == 0.0
+    assert boundary_f(np.zeros_like(target), np.zeros_like(target)) == 1.0
+
+
+def test_propagation_scores_every_frame_against_the_tracks():
+    from conftest import synthetic_pair
+
+    image, labels = synthetic_pair(0, size=64)
+    frames, reference = np.stack([image] * 3), np.stack([labels] * 3)
+    reference[2][reference[2] == 1] = 0  # track 1 ends after frame 1
+    torch.manual_seed(0)
+    report = evaluate_propagation(SeemPredictor(build_seem(tiny_config())), frames, reference)
+    assert report.objects == len(np.unique(labels)) - 1 and report.frames == 3
+    assert [s.frame for s in report.per_frame] == [1, 2]
+    assert report.per_frame[1].tracks == report.objects - 1
+    assert 0 <= report.jf <= 1 and report.first_frame.tracks == report.objects
+
+
+def test_eval_cli_runs_on_two_images_with_the_tiny_model(tmp_path, synthetic_folder, capsys):
+    torch.manual_seed(0)
+    checkpoint = save_trained(tmp_path / "tiny.pt", build_seem(tiny_config()), seed=0, command="test")
+    out = tmp_path / "eval.json"
+    code = main(["eval", "interactive", "--data", str(synthetic_folder), "--names", "syn_a", "syn_b",
+                 "--checkpoint", str(checkpoint), "--max-clicks", "3", "--max-objects", "2", "--threads", "1",
+                 "--out", str(out), "--per-object"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "NoC@85" in printed and "synthetic" in printed
+    report = json.loads(out.read_text())
+    dataset = report["datasets"][0]
+    assert dataset["images"] == 2 and dataset["objects"] == 4
+    assert set(dataset["noc"]) == {"NoC@85", "NoC@90"} and 1 <= dataset["noc"]["NoC@85"] <= 3
+    assert set(dataset["miou"]) == {f"mIoU@{k}" for k in range(1, 6)}
+    assert report["weights"].startswith("trained checkpoint") and len(report["per_object"]) == 4
+
+
+def test_train_cli_writes_a_checkpoint(tmp_path, synthetic_folder, capsys):
+    code = main(["train", "--data", f"{synthetic_folder}:nucleus:2", "--holdout", "syn_c", "--out", str(tmp_path),
+                 "--steps", "1", "--batch-size", "1", "--crop", "64", "--threads", "1", "--objects-per-image", "1"])
+    assert code == 0
+    from napari_seem.training import read_record
+
+    record = read_record(tmp_path / "model.pt")
+    assert record["command"].startswith("napari-seem train --data") and record["metrics"]["steps"] == 1
+    assert record["data"]["datasets"][0]["weight"] == 1.0  # one dataset: all of the mix
+    printed = capsys.readouterr().out
+    assert "step 1/1" in printed
+    assert json.loads(printed[printed.index("\n{") :])["steps"] == 1

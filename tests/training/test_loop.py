@@ -1,0 +1,69 @@
+"""The training loop: checkpoints with their metadata, strict reloading, the stop callback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from napari_seem.model import CheckpointError, build_seem
+from napari_seem.training import DatasetSpec, TaskConfig, TrainConfig, load_trained, read_record, train
+from napari_seem.training.data import Augmentation
+
+from tiny import tiny_config
+
+FAST = TaskConfig(objects_per_image=2, max_rounds=2)
+
+
+def _config(tmp_path, folder, **overrides) -> TrainConfig:
+    options = dict(
+        out_dir=tmp_path / "run", datasets=[DatasetSpec(folder, class_name="nucleus")], holdout=["syn_c"],
+        model=tiny_config(), steps=2, batch_size=2, target_size=96, augmentation=Augmentation(crop_size=64),
+        tasks=FAST, warmup_steps=1, threads=1, seed=3, checkpoint_every=1, command="pytest run",
+    )
+    options.update(overrides)
+    return TrainConfig(**options)
+
+
+def test_a_two_step_run_writes_a_checkpoint_that_loads_strictly(tmp_path, synthetic_folder):
+    path = train(_config(tmp_path, synthetic_folder))
+    assert path == tmp_path / "run" / "model.pt" and path.is_file()
+    record = read_record(path)
+    assert record["format"] == "napari-seem-trained/1"
+    assert record["seed"] == 3 and record["command"] == "pytest run"
+    assert record["code_revision"]["git"] or record["code_revision"]["version"]
+    dataset = record["data"]["datasets"][0]
+    assert dataset["path"].endswith("synthetic") and dataset["count"] == 2 and dataset["excluded"] == ["syn_c"]
+    assert record["data"]["holdout"] == ["syn_c"]
+    metrics = record["metrics"]
+    assert metrics["steps"] == 2 and metrics["complete"] and metrics["stop_reason"] == "finished"
+    assert [row["step"] for row in metrics["history"]] == [1, 2]
+    assert record["seem_config"]["decoder"]["num_queries"] == tiny_config().decoder.num_queries
+    json.dumps(record)  # the whole record is plain data
+
+    model = load_trained(path)
+    saved = torch.load(path, weights_only=True)["state_dict"]
+    assert set(saved) == set(model.state_dict())
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+    assert not model.training
+
+
+def test_the_callback_stops_cleanly_and_the_model_is_still_saved(tmp_path, synthetic_folder):
+    seen = []
+    path = train(_config(tmp_path, synthetic_folder, steps=50, checkpoint_every=0,
+                         callback=lambda progress: seen.append(progress) or progress.step < 1))
+    assert [p.step for p in seen] == [1]
+    assert seen[0].total == 50 and seen[0].losses["loss"] > 0 and seen[0].checkpoint is None
+    metrics = read_record(path)["metrics"]
+    assert metrics["steps"] == 1 and metrics["stop_reason"] == "stopped by callback"
+    load_trained(path)
+
+
+def test_load_trained_refuses_other_files(tmp_path):
+    official = tmp_path / "official.pt"
+    torch.save(build_seem(tiny_config()).state_dict(), official)
+    with pytest.raises(CheckpointError, match="seem_config"):
+        load_trained(official)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_trained(tmp_path / "missing.pt")
