@@ -127,7 +127,8 @@ def run_train(args: argparse.Namespace) -> dict:
     from napari_seem.training import Augmentation, TaskConfig, TrainConfig, read_record, train
 
     tasks = TaskConfig(
-        objects_per_image=args.objects_per_image, max_rounds=args.max_rounds,
+        objects_per_image=args.objects_per_image, single_object_fraction=args.single_object_fraction,
+        max_rounds=args.max_rounds,
         generic_fraction=args.generic_fraction, grounding_fraction=args.grounding_fraction,
         deep_supervision=not args.no_deep_supervision,
         # Absolute-position models: crops stand anywhere in a 512-pixel (model-scale) image.
@@ -179,6 +180,8 @@ def _add_train_parser(sub) -> None:
     train.add_argument("--weight-decay", type=float, default=0.05)
     train.add_argument("--grad-clip", type=float, default=1.0)
     train.add_argument("--objects-per-image", type=int, default=4, help="prompted objects per image and step")
+    train.add_argument("--single-object-fraction", type=float, default=0.5,
+                       help="share of steps prompting one object per image, as users do (default 0.5)")
     train.add_argument("--max-rounds", type=int, default=3, help="most interactive rounds per step (memory)")
     train.add_argument("--generic-fraction", type=float, default=1.0, help="share of steps with generic segmentation")
     train.add_argument("--grounding-fraction", type=float, default=1.0, help="share of steps with text grounding")

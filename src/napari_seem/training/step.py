@@ -43,6 +43,10 @@ class TaskConfig:
     """What a step trains and how. Task weights of 0 switch a task off.
 
     ``objects_per_image``: most prompted objects per image and step (v1 decodes them together).
+    ``single_object_fraction``: share of the steps that prompt one object per image. v1 splits its
+    32 memory tokens among the objects of a pass, and a user refines one object at a time: a model
+    trained only on several objects per pass sees 4x the memory tokens at inference, and its
+    memory then outweighs the corrective clicks.
     ``prompt_kinds``/``prompt_weights``: the first round's prompt, drawn per object.
     ``interactive_stride``: the interactive loss compares logits upsampled to crop size / stride
     (1: the crop's resolution, as inference thresholds the upsampled logits) with the object.
@@ -64,6 +68,7 @@ class TaskConfig:
     generic_fraction: float = 1.0
     grounding_fraction: float = 1.0
     objects_per_image: int = 4
+    single_object_fraction: float = 0.5
     max_rounds: int = 3
     prompt_kinds: tuple[str, ...] = PROMPT_KINDS
     prompt_weights: tuple[float, ...] = (0.55, 0.15, 0.15, 0.15)
@@ -84,7 +89,8 @@ class PromptState:
 
     def __init__(self, batch: Batch, tasks: TaskConfig, rng: np.random.Generator) -> None:
         counts = [m.shape[0] for m in batch.masks]
-        self.num_objects = max(1, min(tasks.objects_per_image, max(counts)))
+        wanted = 1 if rng.random() < tasks.single_object_fraction else tasks.objects_per_image
+        self.num_objects = max(1, min(wanted, max(counts)))
         self.max_points = tasks.prompt_points
         self.rng = rng
         weights = np.asarray(tasks.prompt_weights, dtype=float)
