@@ -118,6 +118,17 @@ DEFAULT_TINY = SeemConfig(
 )
 
 
+# SEEM's code at toy sizes: random-weight trials of the UI and fast behaviour tests.
+TINY = SeemConfig(
+    backbone=BackboneConfig(embed_dim=16, depths=(1, 1, 1, 1), focal_levels=(2, 2, 2, 2)),
+    pixel_decoder=PixelDecoderConfig(conv_dim=32, mask_dim=32, encoder_layers=1, nheads=4, dim_feedforward=64,
+                                     norm_groups=8),
+    text=TextConfig(width=32, layers=1, heads=4),
+    decoder=DecoderConfig(hidden_dim=32, dim_proj=32, num_queries=11, nheads=4, dim_feedforward=64, num_layers=3,
+                          spatial_memories=8),
+)
+
+
 PRESETS: dict[str, SeemConfig] = {
     "focalt_v1": _preset(BackboneConfig(), "v1"),
     "focall_v1": _preset(_FOCAL_L, "v1"),
@@ -127,6 +138,7 @@ PRESETS: dict[str, SeemConfig] = {
     "focalt_demo": _preset(BackboneConfig(), "demo"),
     "focall_demo": _preset(_FOCAL_L, "demo"),
     "default_tiny": DEFAULT_TINY,
+    "tiny": TINY,
 }
 
 

@@ -100,17 +100,9 @@ def _preset_names() -> tuple[str, ...]:
 
 def tiny_random_config():
     """The architecture of the UI-trial model: SEEM's code at toy sizes (fast on any CPU)."""
-    from napari_seem.model.config import (BackboneConfig, DecoderConfig, PixelDecoderConfig, SeemConfig,
-                                          TextConfig)
+    from napari_seem.model.config import TINY
 
-    return SeemConfig(
-        backbone=BackboneConfig(embed_dim=16, depths=(1, 1, 1, 1), focal_levels=(2, 2, 2, 2)),
-        pixel_decoder=PixelDecoderConfig(conv_dim=32, mask_dim=32, encoder_layers=1, nheads=4,
-                                         dim_feedforward=64, norm_groups=8),
-        text=TextConfig(width=32, layers=1, heads=4),
-        decoder=DecoderConfig(hidden_dim=32, dim_proj=32, num_queries=11, nheads=4, dim_feedforward=64,
-                              num_layers=3, spatial_memories=8),
-    )
+    return TINY
 
 
 def _load_random_tiny(checkpoint: str | None) -> LoadedModel:
