@@ -85,7 +85,8 @@ def _version() -> str:
 
 def save_trained(path: str | Path, model: SeemModel, **record: Any) -> Path:
     """Write ``model``'s weights and config plus ``record`` (data, seed, metrics, command, ...)
-    atomically to ``path`` (a half-written file never replaces a good one)."""
+    atomically to ``path`` (a half-written file never replaces a good one). The code revision is
+    taken now unless ``record`` gives one (the training loop records it when it starts)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {

@@ -25,7 +25,7 @@ from torch import nn
 
 from napari_seem.model import SeemConfig, SeemModel, build_seem
 
-from .checkpoint import load_model, save_trained
+from .checkpoint import code_revision, load_model, save_trained
 from .data import ArrayDataset, Augmentation, FolderDataset, InstanceDataset, MixedDataset, make_batch
 from .step import TaskConfig, training_step
 
@@ -279,6 +279,8 @@ def _record(config: TrainConfig, source: MixedDataset) -> dict:
     return {
         "data": {"datasets": source.describe(), "holdout": list(config.holdout)},
         "seed": config.seed,
+        # Taken when training starts: the code that runs (files may change while it runs).
+        "code_revision": code_revision(),
         "command": config.command or " ".join(shlex.quote(a) for a in sys.argv),
         "training": settings,
     }
