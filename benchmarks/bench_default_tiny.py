@@ -13,27 +13,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import numpy as np
 import torch
 
+from timing import median_seconds
 from napari_seem.engine import SeemPredictor
 from napari_seem.prompts import ObjectPrompt, Point
 from napari_seem.training.checkpoint import load_model
 
 BUDGET = {"weights_mb": 25.0, "encode_ms": 150.0, "click_ms": 30.0}
-
-
-def median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 def main() -> None:
@@ -57,10 +46,10 @@ def main() -> None:
     with torch.no_grad():
         results = {
             "weights_mb": size_mb,
-            "encode_ms": median_ms(lambda: model.encode(image), args.repeats),
-            "click_ms": median_ms(lambda: predictor.predict(click), args.repeats),
-            "click_with_memory_ms": median_ms(lambda: predictor.predict(refine, previous=[first]), args.repeats),
-            "text_ms": median_ms(lambda: predictor.predict(ObjectPrompt(text="nucleus")), args.repeats),
+            "encode_ms": 1000 * median_seconds(lambda: model.encode(image), args.repeats),
+            "click_ms": 1000 * median_seconds(lambda: predictor.predict(click), args.repeats),
+            "click_with_memory_ms": 1000 * median_seconds(lambda: predictor.predict(refine, previous=[first]), args.repeats),
+            "text_ms": 1000 * median_seconds(lambda: predictor.predict(ObjectPrompt(text="nucleus")), args.repeats),
         }
     print(f"default_tiny, {weights}; {args.threads} threads, load average {os.getloadavg()[0]:.2f}")
     print(f"  of the weights, the text token table is {token_mb:.1f} MB")

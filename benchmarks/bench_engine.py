@@ -28,22 +28,12 @@ import time
 import numpy as np
 import torch
 
+from timing import median_seconds
 from napari_seem.engine import SeemPredictor, VideoSession
 from napari_seem.model import build_seem
 from napari_seem.prompts import ObjectPrompt, Point
 
 SIZE = 512
-
-
-def timed(fn, repeats: int) -> float:
-    """Median wall time (s) of ``fn()`` over ``repeats`` calls after one warm-up."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def peak_rss_mib() -> float:
@@ -80,10 +70,10 @@ def prompt_latencies(predictor: SeemPredictor, repeats: int) -> None:
     click = ObjectPrompt(points=[Point(256, 256)])
     first = predictor.predict(click)[0]
     second = ObjectPrompt(points=[Point(256, 256), Point(300, 280, positive=False)])
-    print(f"click, cached features:         {1000 * timed(lambda: predictor.predict(click), repeats):7.0f} ms")
-    round_s = timed(lambda: predictor.predict([second], previous=[first]), repeats)
+    print(f"click, cached features:         {1000 * median_seconds(lambda: predictor.predict(click), repeats):7.0f} ms")
+    round_s = median_seconds(lambda: predictor.predict([second], previous=[first]), repeats)
     print(f"refinement round with memory:   {1000 * round_s:7.0f} ms")
-    text_s = timed(lambda: predictor.predict(ObjectPrompt(text="cell")), repeats)
+    text_s = median_seconds(lambda: predictor.predict(ObjectPrompt(text="cell")), repeats)
     print(f"text prompt ('cell'):           {1000 * text_s:7.0f} ms")
 
 
@@ -93,7 +83,7 @@ def step_latencies(predictor: SeemPredictor, repeats: int) -> None:
         session = VideoSession(predictor, stack, lost_iou=0.0, lost_score=0.0)
         session.add_objects(0, clicks(count))
         session.prefetch(1)
-        cached = timed(lambda: list(session.propagate(stop=1)), repeats)
+        cached = median_seconds(lambda: list(session.propagate(stop=1)), repeats)
 
         def with_encode() -> None:
             session.clear_cache()

@@ -9,25 +9,13 @@ same call), next to a plain fp32 matmul measured in the same run as the machine'
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from timing import median_seconds
 from napari_seem.model import build_seem
 from napari_seem.model.postprocess import select_spatial
-
-
-def timed(fn, repeats: int) -> tuple[float, object]:
-    """Median wall time (s) over ``repeats`` calls after one warm-up, and the last result."""
-    result = fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
 
 
 def flops(fn) -> float:
@@ -39,7 +27,7 @@ def flops(fn) -> float:
 
 def matmul_peak(repeats: int) -> float:
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    seconds, _ = timed(lambda: a @ b, repeats)
+    seconds = median_seconds(lambda: a @ b, repeats)
     return 2 * 2048**3 / seconds / 1e9
 
 
@@ -82,7 +70,7 @@ def main() -> None:
         print(f"reference fp32 matmul 2048^3: {peak:.0f} GFLOP/s")
         print(f"{'stage':58s} {'ms':>9s} {'GFLOP':>8s} {'GFLOP/s':>8s}")
         for name, fn in stages.items():
-            seconds, _ = timed(fn, args.repeats)
+            seconds = median_seconds(fn, args.repeats)
             gflop = flops(fn) / 1e9
             print(f"{name:58s} {seconds * 1e3:9.1f} {gflop:8.1f} {gflop / seconds:8.1f}")
 
