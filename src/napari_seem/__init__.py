@@ -2,6 +2,9 @@
 
 Importing this package is cheap: torch is imported only when a model is built, and napari only
 when :func:`annotate` is called.
+
+    model = napari_seem.load_model()              # the embedded default model (trained default_tiny)
+    model = napari_seem.load_model("seem_focalt_v1")   # an official checkpoint, downloaded once
 """
 
 from __future__ import annotations
@@ -12,9 +15,18 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from napari_seem.plugin.widget import SeemWidget
 
 __version__ = "0.1.0"
-__all__ = ["annotate", "__version__"]
+__all__ = ["annotate", "load_model", "__version__"]
 
 WIDGET_NAME = "SEEM segmentation"  # the widget's display name in napari.yaml
+
+
+def load_model(checkpoint: str | None = None, device: str = "cpu", variant: str | None = None):
+    """A SEEM model in eval mode: the embedded default with no ``checkpoint``, else a napari-seem
+    training checkpoint, an official SEEM file of preset ``variant`` (e.g. ``"focalt_v1"``) or a
+    released checkpoint's name (``"seem_focalt_v1"``). See :func:`napari_seem.loading.load_model`."""
+    from napari_seem.loading import load_model as load  # torch is imported here, not with the package
+
+    return load(checkpoint, device=device, variant=variant)
 
 
 def annotate(
@@ -54,7 +66,7 @@ def annotate(
 
 def _dock_widget(viewer) -> "SeemWidget":
     """The plugin's dock widget, through napari's plugin registry when the plugin is registered
-    (the same dock as Plugins > SEEM segmentation), else docked directly."""
+    (the same dock as Plugins > napari-seem > SEEM segmentation), else docked directly."""
     from napari_seem.plugin.widget import SeemWidget
 
     try:

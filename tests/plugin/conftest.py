@@ -8,6 +8,12 @@ from seem_helpers import SLOW_TINY, TINY, tiny_loader
 from napari_seem.plugin import models
 
 
+@pytest.fixture(autouse=True)
+def feature_cache_in_tmp(tmp_path, monkeypatch):
+    """The plugin's on-disk feature cache (on by default) goes to this test's own folder, not ~/.cache."""
+    monkeypatch.setenv("NAPARI_SEEM_CACHE", str(tmp_path / "napari-seem-cache"))
+
+
 @pytest.fixture(scope="session")
 def seem_manifest():
     """Register napari-seem's manifest with npe2 (napari 0.9 does not discover plugins in tests)."""

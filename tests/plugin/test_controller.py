@@ -159,7 +159,7 @@ def test_model_sources_and_devices(monkeypatch, tmp_path):
     import torch
 
     sources = models.available_models()
-    assert list(sources)[0] == models.RANDOM_TINY and "focalt_v1" in sources
+    assert list(sources)[:2] == [models.EMBEDDED_DEFAULT, models.RANDOM_TINY] and "focalt_v1" in sources
     with pytest.raises(models.ModelError, match="unknown model"):
         models.get_source("nope")
     with pytest.raises(models.ModelError, match="not found"):

@@ -31,7 +31,9 @@ def _image(viewer, widget, data, **kwargs):
 # ---------------------------------------------------------------------------------------- opening
 def test_widget_is_in_the_plugins_menu_and_opens_from_it(make_napari_viewer, seem_manifest, qtbot):
     viewer = make_napari_viewer()
-    action = next(a for a in viewer.window.plugins_menu.actions() if a.text() == "SEEM segmentation (napari-seem)")
+    # Two widgets (segmentation, fine-tuning): napari lists them in a "napari-seem" submenu.
+    submenu = next(a.menu() for a in viewer.window.plugins_menu.actions() if a.text() == "napari-seem")
+    action = next(a for a in submenu.actions() if a.text() == "SEEM segmentation")
     action.trigger()
     widget = viewer.window.dock_widgets["SEEM segmentation (napari-seem)"]
     assert isinstance(widget, SeemWidget)

@@ -5,11 +5,28 @@ a text prompt, and write the masks (TIFF), an overlay (PNG) and a JSON report wi
 trained default model ships, the weights are stated in the report: random initialisation (seed 0)
 unless ``--checkpoint`` names an official SEEM checkpoint.
 
-``napari-seem train``: train a model (default: the ``default_tiny`` preset) on dataset folders and
-write a checkpoint that records its data, seed, code revision, metrics and command.
+``napari-seem train``: train a model (default: the ``default_tiny`` preset) on dataset folders
+(``--data``) or folders of image and label TIFFs (``--tiffs``), from random weights or a checkpoint
+(``--init PATH``, ``--init default`` for the embedded default model), and write a checkpoint that
+records its data, seed, code revision, metrics and command.
 
 ``napari-seem eval interactive|propagation``: the standard click protocol (NoC@85/90, mIoU after
 1..5 clicks) on dataset folders, or propagation through a time-lapse against tracked labels.
+
+Batch commands over files and folders (``cli/batch.py``), on a local Dask cluster by default,
+``--scheduler ADDRESS`` for an existing one, ``--local`` for none; labels as TIFF or zarr
+(``--format``), a ``summary.json``, exit status 1 if any file failed:
+
+``napari-seem segment INPUTS... --prompts prompts.json --out DIR``: the objects of a JSON prompts
+file (points, boxes, scribbles, text per file name; see ``batch/prompts_file.py``).
+
+``napari-seem everything INPUTS... --vocabulary "nucleus,cell" --out DIR``: segment everything.
+
+``napari-seem propagate STACKS... --prompts prompts.json --axis 0 --direction both --out DIR``:
+carry the prompted objects through each stack (one task per stack: propagation is sequential).
+
+``napari-seem precompute IMAGES... [--cache DIR]``: fill the feature cache (every plane of 2D images
+and stacks) so that annotating later only decodes (``cli/precompute.py``).
 """
 
 from __future__ import annotations
@@ -121,10 +138,54 @@ def parse_data_spec(spec: str):
     return DatasetSpec(path=parts[0], class_name=class_name, weight=weight)
 
 
+def parse_tiff_spec(spec: str) -> tuple[str, str, str, float]:
+    """``IMAGES_DIR:LABELS_DIR[:CLASS[:WEIGHT]]`` -> ``(images, labels, class, weight)``."""
+    parts = spec.split(":")
+    if not 2 <= len(parts) <= 4 or not parts[0] or not parts[1]:
+        raise argparse.ArgumentTypeError(f"expected IMAGES_DIR:LABELS_DIR[:CLASS[:WEIGHT]], got {spec!r}")
+    try:
+        weight = float(parts[3]) if len(parts) > 3 else 1.0
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"weight must be a number in {spec!r}") from None
+    return parts[0], parts[1], (parts[2] if len(parts) > 2 and parts[2] else "object"), weight
+
+
+def _tiff_datasets(specs) -> list:
+    """In-memory datasets of the labelled planes of TIFF folder pairs (stacks split into planes)."""
+    from napari_seem.plugin.controller import PluginError
+    from napari_seem.plugin.training_pairs import folder_pairs
+    from napari_seem.training import DatasetSpec
+
+    datasets = []
+    for images, labels, class_name, weight in specs or []:
+        try:
+            found = folder_pairs(images, labels)
+        except PluginError as err:
+            raise ValueError(str(err)) from None
+        datasets.append(DatasetSpec(pairs=found.pairs, names=found.names, class_name=class_name, weight=weight))
+    return datasets
+
+
+def _init_checkpoint(init: str | None) -> str | None:
+    """``--init``: a checkpoint path, or ``default`` for the embedded default model."""
+    if init != "default":
+        return init
+    from napari_seem.loading import default_checkpoint, default_problem
+
+    problem = default_problem()
+    if problem:
+        raise FileNotFoundError(problem)
+    return str(default_checkpoint())
+
+
 def run_train(args: argparse.Namespace) -> dict:
     import shlex
 
     from napari_seem.training import Augmentation, TaskConfig, TrainConfig, read_record, train
+
+    datasets = list(args.data or []) + _tiff_datasets(args.tiffs)
+    if not datasets:
+        raise ValueError("no training data: give --data DATASET_FOLDER and/or --tiffs IMAGES_DIR:LABELS_DIR")
 
     tasks = TaskConfig(
         objects_per_image=args.objects_per_image, single_object_fraction=args.single_object_fraction,
@@ -144,7 +205,8 @@ def run_train(args: argparse.Namespace) -> dict:
                   f"{progress.elapsed_s:.0f} s{saved}", flush=True)
 
     config = TrainConfig(
-        out_dir=args.out, datasets=args.data, holdout=args.holdout, model=args.model, init_checkpoint=args.init,
+        out_dir=args.out, datasets=datasets, holdout=args.holdout, model=args.model,
+        init_checkpoint=_init_checkpoint(args.init),
         steps=args.steps, batch_size=args.batch_size, augmentation=Augmentation(crop_size=args.crop), tasks=tasks,
         lr=args.lr, warmup_steps=args.warmup, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
         device=args.device, threads=args.threads, seed=args.seed, checkpoint_every=args.checkpoint_every,
@@ -165,13 +227,19 @@ def run_eval(args: argparse.Namespace) -> dict:
 
 def _add_train_parser(sub) -> None:
     train = sub.add_parser("train", help="train a SEEM model on instance-labelled dataset folders")
-    train.add_argument("--data", action="append", type=parse_data_spec, required=True, metavar="PATH[:CLASS[:WEIGHT]]",
+    train.add_argument("--data", action="append", type=parse_data_spec, metavar="PATH[:CLASS[:WEIGHT]]",
                        help="a dataset folder (images/, labels/, optional manifest.csv), the class name of its "
                             "objects (default 'object') and its weight in the mix (default 1); repeatable")
+    train.add_argument("--tiffs", action="append", type=parse_tiff_spec,
+                       metavar="IMAGES_DIR:LABELS_DIR[:CLASS[:WEIGHT]]",
+                       help="a folder of image TIFFs and a folder of label TIFFs with the same file names; stacks "
+                            "are split into planes and planes without labels skipped; repeatable")
     train.add_argument("--holdout", nargs="*", default=[], metavar="NAME", help="item names kept out of training")
     train.add_argument("--out", required=True, help="output folder for the checkpoint (model.pt)")
     train.add_argument("--model", default="default_tiny", help="model preset (default: default_tiny)")
-    train.add_argument("--init", help="start from this checkpoint (trained, or official for --model)")
+    train.add_argument("--init", "--init-checkpoint", dest="init",
+                       help="start from this checkpoint (trained, or official for --model), or 'default' for the "
+                            "embedded default model")
     train.add_argument("--steps", type=int, default=1000)
     train.add_argument("--batch-size", type=int, default=4)
     train.add_argument("--crop", type=int, default=256, help="training crop size at model scale (default 256)")
@@ -214,6 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     from napari_seem.evaluation.cli import add_eval_parser
 
     add_eval_parser(sub, run_eval)
+    from napari_seem.cli.batch import add_batch_parsers
+
+    add_batch_parsers(sub)
+    from napari_seem.cli.precompute import add_precompute_parser
+
+    add_precompute_parser(sub)
     return parser
 
 
@@ -227,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"napari-seem: error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(report, indent=2))
-    return 0
+    return 1 if report.get("failed") else 0  # batch commands: some files failed (the others are written)
 
 
 if __name__ == "__main__":

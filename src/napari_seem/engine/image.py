@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 DEFAULT_TARGET_SIZE = 512
-MAX_PLANE_PIXELS = 2**31  # larger planes need tiling (a later feature); refuse them clearly
+MAX_PLANE_PIXELS = 2**31  # larger planes need tiling (engine.tiling.TiledPredictor); refuse them clearly
 
 
 @dataclass(frozen=True)
@@ -61,21 +61,60 @@ def select_channels(image: np.ndarray, channel_axis: int | None, channels: Seque
     return plane[..., 0] if len(chosen) == 1 else plane
 
 
-def normalize_intensity(plane: np.ndarray, low: float = 1.0, high: float = 99.8) -> np.ndarray:
-    """Percentile stretch per channel to float32 0..255; a constant plane maps to 0."""
+def _as_float(plane: np.ndarray) -> np.ndarray:
+    """``plane`` as float32 with non-finite values set to 0 (bool and any numeric dtype)."""
     plane = np.asarray(plane)
     if plane.dtype == bool:
         plane = plane.astype(np.uint8)
     if not np.issubdtype(plane.dtype, np.number):
         raise ValueError(f"unsupported image dtype {plane.dtype}")
-    data = plane.astype(np.float32)
+    data = plane.astype(np.float32, copy=False)  # never written to in place
     if not np.isfinite(data).all():
         data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
+    return data
+
+
+def percentile_limits(plane: np.ndarray, low: float = 1.0, high: float = 99.8) -> tuple[np.ndarray, np.ndarray]:
+    """The stretch limits ``lo``, ``hi`` (each ``[C]``; C = 1 for a gray ``[H, W]`` plane, else the
+    last axis of ``[H, W, C]``): the ``low`` and ``high`` percentiles of each channel."""
+    data = _as_float(plane)
     flat = data.reshape(-1, 1) if data.ndim == 2 else data.reshape(-1, data.shape[-1])
     lo, hi = np.percentile(flat, [low, high], axis=0)
+    return lo, hi
+
+
+def normalize_intensity(
+    plane: np.ndarray,
+    low: float = 1.0,
+    high: float = 99.8,
+    limits: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Percentile stretch per channel to float32 0..255; a constant plane maps to 0.
+
+    ``limits``: fixed ``(lo, hi)`` (scalars or ``[C]``) used instead of this plane's percentiles, so
+    that the tiles of one large plane share one stretch (e.g. :func:`percentile_limits` of a sample
+    of the whole plane)."""
+    data = _as_float(plane)
+    if limits is None:
+        lo, hi = percentile_limits(data, low, high)
+    else:
+        lo, hi = check_limits(limits, 1 if data.ndim == 2 else data.shape[-1])
     span = np.maximum(hi - lo, 1e-12)
     out = np.clip((data - lo) / span, 0.0, 1.0) * 255.0
     return np.where(hi - lo > 0, out, 0.0).astype(np.float32)
+
+
+def check_limits(limits: tuple[np.ndarray, np.ndarray], n_channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(lo, hi)`` as float arrays of 1 or ``n_channels`` values each, finite; else ValueError."""
+    try:
+        lo, hi = (np.asarray(v, dtype=np.float64).reshape(-1) for v in limits)
+    except (TypeError, ValueError):
+        raise ValueError(f"limits must be a pair (lo, hi) of numbers or per-channel arrays, got {limits!r}") from None
+    if lo.size not in (1, n_channels) or hi.size not in (1, n_channels):
+        raise ValueError(f"limits must hold 1 or {n_channels} values each, got {lo.size} and {hi.size}")
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+        raise ValueError(f"limits must be finite, got {limits!r}")
+    return lo, hi
 
 
 def prepare_image(
@@ -84,16 +123,18 @@ def prepare_image(
     channels: Sequence[int] | int | None = None,
     target_size: int = DEFAULT_TARGET_SIZE,
     percentiles: tuple[float, float] = (1.0, 99.8),
+    limits: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> PreparedImage:
-    """Normalise and resize one plane for the model; see the module docstring for the policy."""
+    """Normalise and resize one plane for the model; see the module docstring for the policy.
+    ``limits``: fixed stretch limits instead of the plane's percentiles (see :func:`normalize_intensity`)."""
     from skimage.transform import resize
 
     plane = select_channels(image, channel_axis, channels)
     if plane.shape[0] * plane.shape[1] > MAX_PLANE_PIXELS:
-        raise ValueError(f"plane of {plane.shape[0]}x{plane.shape[1]} pixels is too large for one pass")
+        raise ValueError(f"plane of {plane.shape[0]}x{plane.shape[1]} pixels is too large for one pass: use TiledPredictor")
     if min(plane.shape[:2]) < 2:
         raise ValueError(f"plane of shape {plane.shape[:2]} is too small")
-    normalized = normalize_intensity(plane, *percentiles)
+    normalized = normalize_intensity(plane, *percentiles, limits=limits)
     height, width = plane.shape[:2]
     scale = target_size / max(height, width)
     out_h, out_w = max(round(height * scale), 1), max(round(width * scale), 1)
@@ -103,11 +144,15 @@ def prepare_image(
     if rgb.shape[-1] == 2:  # two channels: R, G and an empty B
         rgb = np.concatenate([rgb, np.zeros_like(rgb[..., :1])], axis=-1)
     rgb = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)
-    return PreparedImage(rgb, (height, width), scale, _signature(plane, target_size, percentiles))
+    return PreparedImage(rgb, (height, width), scale, _signature(plane, target_size, percentiles, limits))
 
 
-def _signature(plane: np.ndarray, target_size: int, percentiles: tuple[float, float]) -> str:
+def _signature(
+    plane: np.ndarray, target_size: int, percentiles: tuple[float, float], limits: tuple | None = None
+) -> str:
     digest = hashlib.sha256()
     digest.update(np.ascontiguousarray(plane).tobytes())
     digest.update(f"{plane.shape}|{plane.dtype}|{target_size}|{percentiles}".encode())
+    if limits is not None:  # only then, so that signatures without fixed limits stay as they were
+        digest.update(f"|limits={[np.asarray(v, dtype=np.float64).tolist() for v in limits]}".encode())
     return digest.hexdigest()

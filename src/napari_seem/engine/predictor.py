@@ -51,6 +51,7 @@ from napari_seem.model.visual_sampler import VisualPrompt
 from napari_seem.prompts import Box, MaskPrompt, ObjectPrompt, Point, PromptError, ReferenceRegion, Scribble, rasterize, validate
 
 from .conversion import ObjectResult, classify_embedding, resize_mask_nearest, resize_nearest
+from .feature_cache import FeatureCache, encode_prepared
 from .image import DEFAULT_TARGET_SIZE, PreparedImage, prepare_image
 
 MAX_OBJECTS_PER_PASS = 32  # v1's 32 memory tokens are split among the objects of one pass
@@ -78,7 +79,8 @@ class EverythingResult:
 class SeemPredictor:
     """``box_weight`` (0..1): weight of the box fit against the embedding match when choosing the answer
     to a box prompt (0 = the plain embedding selection). ``box_margin``: a box-prompted mask is clipped
-    to the box grown by this fraction of its height/width on each side (``None`` = no clipping)."""
+    to the box grown by this fraction of its height/width on each side (``None`` = no clipping).
+    ``cache``: an on-disk :class:`FeatureCache` that encodes go through (``None``: memory only)."""
 
     def __init__(
         self,
@@ -87,6 +89,7 @@ class SeemPredictor:
         seed: int = 0,
         box_weight: float = 0.5,
         box_margin: float | None = 0.1,
+        cache: FeatureCache | None = None,
     ) -> None:
         if not 0.0 <= box_weight <= 1.0:
             raise ValueError(f"box_weight must be in [0, 1], got {box_weight}")
@@ -97,6 +100,7 @@ class SeemPredictor:
         self.seed = seed
         self.box_weight = box_weight
         self.box_margin = box_margin
+        self.cache = cache
         self.prepared: PreparedImage | None = None
         self.features: ImageFeatures | None = None
         self.vocabulary: list[str] | None = None
@@ -132,8 +136,9 @@ class SeemPredictor:
         self.vocabulary = names
 
     def _encode(self, prepared: PreparedImage) -> ImageFeatures:
-        with torch.no_grad():
-            return self.model.encode(torch.from_numpy(prepared.rgb)[None])
+        if self.cache is not None:
+            return self.cache.get_or_encode(self.model, prepared)
+        return encode_prepared(self.model, prepared)
 
     # ------------------------------------------------------------------ prediction
     def predict(

@@ -67,6 +67,7 @@ from napari_seem.model.postprocess import select_by_embedding
 from napari_seem.prompts import ObjectPrompt, PromptError, ReferenceRegion, validate
 
 from .conversion import logits_to_model_masks, logits_to_results, mask_iou, resize_mask_nearest
+from .feature_cache import FeatureCache, encode_prepared
 from .image import PreparedImage, prepare_image
 from .predictor import MAX_OBJECTS_PER_PASS, ObjectResult, SeemPredictor
 
@@ -104,7 +105,8 @@ class VideoSession:
 
     ``frames``: ``(T, H, W)`` or ``(T, H, W, C)`` array-like. ``channel_axis``: the channel axis *of
     ``frames``* (not 0; default: a 4D stack's last axis) and ``channels`` the channel choice, as for
-    :func:`prepare_image`. State, readable at any time:
+    :func:`prepare_image`. ``cache``: an on-disk :class:`FeatureCache` for the frames' encodings
+    (default: the predictor's, ``predictor.cache``). State, readable at any time:
 
     * ``results[frame][object_id]``: :class:`ObjectResult` (full-resolution mask, logits, score);
     * ``lost[frame]``: ids of objects lost on that frame;
@@ -121,12 +123,14 @@ class VideoSession:
         lost_iou: float = 0.1,
         lost_score: float = 0.3,
         anchor_weight: float = 0.0,
+        cache: FeatureCache | None = None,
     ) -> None:
         if max_cached_frames < 2:
             raise ValueError(f"max_cached_frames must be at least 2 (a step needs two frames), got {max_cached_frames}")
         if not 0.0 <= anchor_weight <= 1.0:
             raise ValueError(f"anchor_weight must be in [0, 1], got {anchor_weight}")
         self.predictor = predictor
+        self.feature_cache = cache if cache is not None else getattr(predictor, "cache", None)
         self.frames = frames
         self.num_frames, self.plane_shape, self._plane_channel_axis = _stack_geometry(frames, channel_axis)
         self.channels = channels
@@ -139,7 +143,7 @@ class VideoSession:
         self.prompted_frames: dict[int, list[int]] = {}
         self._anchor_embeddings: dict[int, dict[int, torch.Tensor | None]] = {}
         self._cache: OrderedDict[int, _EncodedFrame] = OrderedDict()
-        self.frame_reads = 0  # frames read from ``frames`` (each read is followed by one encode)
+        self.frame_reads = 0  # frames read from ``frames`` (each followed by one encode or disk-cache load)
 
     # ------------------------------------------------------------------ frames and features
     def __len__(self) -> int:
@@ -181,8 +185,10 @@ class VideoSession:
         prepared = prepare_image(plane, self._plane_channel_axis, self.channels, self.predictor.target_size)
         if prepared.original_shape != self.plane_shape:
             raise ValueError(f"frame {frame} has plane shape {prepared.original_shape}, expected {self.plane_shape}")
-        with torch.no_grad():
-            features = _prompt_half(self.model.encode(torch.from_numpy(prepared.rgb)[None]))
+        if self.feature_cache is not None:
+            features = _prompt_half(self.feature_cache.get_or_encode(self.model, prepared))
+        else:
+            features = _prompt_half(encode_prepared(self.model, prepared))
         while len(self._cache) >= self.max_cached_frames:
             self._cache.popitem(last=False)
         entry = self._cache[frame] = _EncodedFrame(prepared, features)

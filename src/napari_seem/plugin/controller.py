@@ -345,7 +345,7 @@ class SeemController:
     """Model, memory and jobs of one dock widget (see the module docstring for the three phases)."""
 
     def __init__(self) -> None:
-        self.model_choice: tuple[str, str | None, str] = (models.RANDOM_TINY, None, "auto")
+        self.model_choice: tuple[str, str | None, str] = (models.EMBEDDED_DEFAULT, None, "auto")
         self.loaded: models.LoadedModel | None = None
         self.predictor = None
         self._loaded_choice: tuple | None = None
@@ -381,6 +381,7 @@ class SeemController:
         if self.model_ready:
             return self.predictor
         from napari_seem.engine import SeemPredictor
+        from napari_seem.engine.feature_cache import default_feature_cache
 
         choice = self.model_choice  # the GUI may change the choice while this loads
         self.predictor = None
@@ -388,7 +389,8 @@ class SeemController:
             loaded = self._custom
         else:
             loaded = models.load_model(*choice)
-        predictor = SeemPredictor(loaded.model, target_size=loaded.target_size)
+        # Encodings go through the on-disk feature cache (off with NAPARI_SEEM_FEATURE_CACHE=0).
+        predictor = SeemPredictor(loaded.model, target_size=loaded.target_size, cache=default_feature_cache())
         self.predictor, self.loaded, self._loaded_choice = predictor, loaded, choice
         return predictor
 

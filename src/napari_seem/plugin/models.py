@@ -2,8 +2,9 @@
 
 A :class:`ModelSource` is a name plus a ``load(checkpoint)`` function returning a
 :class:`LoadedModel`. The dock widget lists :func:`available_models` in its model menu, so a new
-source (the trained default model, once it exists, or a lab's own fine-tuned weights) is one
-:func:`register_model` call away; tests register the tiny test model the same way.
+source (a lab's own fine-tuned weights: :func:`trained_source`) is one :func:`register_model` call
+away; tests register the tiny test model the same way. The first entry, the menu's default, is the
+embedded default model shipped in the package (:mod:`napari_seem.loading`).
 
 Nothing here imports torch at module level: the plugin must open fast, and torch is only needed
 once a model is actually loaded (in a worker thread).
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
 
+EMBEDDED_DEFAULT = "embedded default (default_tiny, trained)"
 RANDOM_TINY = "random weights (tiny, for trying the UI)"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 CheckpointUse = Literal["none", "optional", "required"]
@@ -42,12 +44,18 @@ class LoadedModel:
 @dataclass(frozen=True)
 class ModelSource:
     """A named way to get a model. ``load(checkpoint)`` runs in a worker thread; ``checkpoint``
-    says whether the source takes a checkpoint file."""
+    says whether the source takes a checkpoint file; ``unavailable()`` (cheap, GUI thread) says why
+    the source cannot load now (e.g. its file is missing), or returns ``None``."""
 
     name: str
     load: Callable[[str | None], LoadedModel]
     checkpoint: CheckpointUse = "none"
     description: str = ""
+    unavailable: Callable[[], str | None] | None = None
+
+    def problem(self) -> str | None:
+        """Why this source cannot be loaded now, or ``None``."""
+        return self.unavailable() if self.unavailable is not None else None
 
 
 _REGISTRY: dict[str, ModelSource] = {}
@@ -79,7 +87,12 @@ def get_source(name: str) -> ModelSource:
 
 
 def _builtin_sources() -> dict[str, ModelSource]:
-    sources = [ModelSource(RANDOM_TINY, _load_random_tiny, "none",
+    from napari_seem.loading import default_problem  # torch-free
+
+    sources = [ModelSource(EMBEDDED_DEFAULT, _load_embedded_default, "none",
+                           "napari-seem's own small SEEM (default_tiny), trained on microscopy and shipped "
+                           "with the package", unavailable=default_problem),
+               ModelSource(RANDOM_TINY, _load_random_tiny, "none",
                            "a tiny SEEM with random weights: fast, segments nothing real")]
     for preset in _preset_names():
         sources.append(ModelSource(preset, _preset_loader(preset), "optional",
@@ -103,6 +116,31 @@ def tiny_random_config():
     from napari_seem.model.config import TINY
 
     return TINY
+
+
+def _load_embedded_default(checkpoint: str | None) -> LoadedModel:
+    from napari_seem.loading import default_model_info, describe_trained, load_default_model
+
+    info = default_model_info()  # reads the record only; raises the clear "missing" error first
+    return LoadedModel(load_default_model(), describe_trained(info, "embedded default: napari-seem"))
+
+
+def trained_source(name: str, path: str | Path, description: str = "") -> ModelSource:
+    """A model source for a napari-seem training checkpoint (e.g. one the fine-tuning widget wrote);
+    its weights statement comes from the checkpoint's record."""
+    path = Path(path)
+
+    def load(checkpoint: str | None) -> LoadedModel:
+        from napari_seem.loading import describe_trained, load_model, read_payload
+
+        record = {k: v for k, v in read_payload(path).items() if k != "state_dict"}
+        return LoadedModel(load_model(path), f"{describe_trained(record)} ({path})")
+
+    def missing() -> str | None:
+        return None if path.is_file() else f"checkpoint file not found: {path}"
+
+    return ModelSource(name, load, "none", description or f"a napari-seem training checkpoint: {path}",
+                       unavailable=missing)
 
 
 def _load_random_tiny(checkpoint: str | None) -> LoadedModel:
@@ -183,6 +221,9 @@ def _mps_available(torch) -> bool:
 def load_model(name: str, checkpoint: str | None = None, device: str = "auto") -> LoadedModel:
     """Load the source called ``name`` onto ``device`` (slow: run it off the GUI thread)."""
     source = get_source(name)
+    problem = source.problem()
+    if problem is not None:
+        raise ModelError(problem)
     path = check_checkpoint(source, checkpoint)
     target = resolve_device(device)
     loaded = source.load(path)

@@ -1,10 +1,12 @@
 """The SEEM dock widget: prompts in napari layers, results in a labels layer, the model in a worker.
 
-Open it from *Plugins > SEEM segmentation*, or from Python with :func:`napari_seem.annotate`. The
-widget is a thin Qt layer over :class:`~napari_seem.plugin.controller.SeemController`: it reads the
-settings and layers, starts the controller's model work in a napari worker thread, and writes what
-the worker yields back on the GUI thread (so a propagation shows each frame as it is computed, and
-Cancel leaves every finished frame written and nothing half-written).
+Open it from *Plugins > napari-seem > SEEM segmentation*, or from Python with
+:func:`napari_seem.annotate`. The widget is a thin Qt layer over
+:class:`~napari_seem.plugin.controller.SeemController`: it reads the settings and layers, starts the
+controller's model work in a napari worker thread, and writes what the worker yields back on the
+GUI thread (so a propagation shows each frame as it is computed, and Cancel leaves every finished
+frame written and nothing half-written). A propagation or a segment-everything over many planes is
+one undo step of the labels layer, also when cancelled (:mod:`.undo`).
 
 Keys (bound on the viewer; none is a napari default): Shift+S segment the plane, Shift+E segment
 everything, Shift+F propagate forward, N toggle positive/negative points.
@@ -61,6 +63,7 @@ from .controller import (
     propagation_axis,
     relabel_new_object,
 )
+from .undo import UndoGroup
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +162,7 @@ class SeemWidget(QWidget):
         self.last_error: Exception | None = None
         self._cancelled = False
         self._progress: progress | None = None
+        self._undo_group: UndoGroup | None = None  # the running job's writes: one undo step
         self._points: Points | None = None
         self._shapes: Shapes | None = None
         self._build_ui()
@@ -179,9 +183,7 @@ class SeemWidget(QWidget):
     def _model_group(self) -> QGroupBox:
         box, form = _group("Model")
         self.model_combo = QComboBox()
-        for name, source in models.available_models().items():
-            self.model_combo.addItem(name)
-            self.model_combo.setItemData(self.model_combo.count() - 1, source.description, Qt.ItemDataRole.ToolTipRole)
+        self._fill_model_combo()
         self.checkpoint_edit = QLineEdit()
         self.checkpoint_edit.setPlaceholderText("checkpoint .pt (optional)")
         self.browse_button = QPushButton("Browse…")
@@ -194,7 +196,7 @@ class SeemWidget(QWidget):
         form.addRow("checkpoint", _row(self.checkpoint_edit, self.browse_button))
         form.addRow("device", _row(self.device_combo, self.load_button))
         form.addRow(self.weights_label)
-        self.model_combo.currentIndexChanged.connect(self._on_model_changed)
+        self.model_combo.currentIndexChanged.connect(self._on_model_chosen)
         self.checkpoint_edit.editingFinished.connect(self._on_model_changed)
         self.device_combo.currentIndexChanged.connect(self._on_model_changed)
         self.browse_button.clicked.connect(self._browse_checkpoint)
@@ -408,6 +410,33 @@ class SeemWidget(QWidget):
         """Make new points negative (background) or positive."""
         (self.negative_radio if negative else self.positive_radio).setChecked(True)
 
+    def _fill_model_combo(self) -> None:
+        """List every registered model source (keeping the current choice when it still exists)."""
+        current = self.model_combo.currentText()
+        self.model_combo.blockSignals(True)
+        self.model_combo.clear()
+        for name, source in models.available_models().items():
+            self.model_combo.addItem(name)
+            self.model_combo.setItemData(self.model_combo.count() - 1, source.description, Qt.ItemDataRole.ToolTipRole)
+        if current and self.model_combo.findText(current) >= 0:
+            self.model_combo.setCurrentIndex(self.model_combo.findText(current))
+        self.model_combo.blockSignals(False)
+
+    def refresh_models(self, select: str | None = None) -> None:
+        """Re-list the model menu after :func:`~napari_seem.plugin.models.register_model` (e.g. a
+        fine-tuned checkpoint) and optionally choose ``select``."""
+        self._fill_model_combo()
+        if select is not None:
+            self.set_model(select)
+
+    def _on_model_chosen(self, *args) -> None:
+        """The user picked a model: take it, and say at once if it cannot be loaded."""
+        self._on_model_changed()
+        source = models.available_models().get(self.model_combo.currentText())
+        problem = source.problem() if source is not None else None
+        if problem:
+            show_warning(f"SEEM: {problem}")
+
     def _on_model_changed(self, *args) -> None:
         name = self.model_combo.currentText()
         source = models.available_models().get(name)
@@ -417,7 +446,9 @@ class SeemWidget(QWidget):
         device = models.DEVICES[self.device_combo.currentIndex()]
         self.controller.set_model(name, self.checkpoint_edit.text() if takes_file else None, device)
         ready = self.controller.model_ready
-        self.weights_label.setText(f"weights: {self.controller.weights}" if ready else "weights: loaded on first use")
+        problem = source.problem() if source is not None and not ready else None
+        self.weights_label.setText(f"weights: {self.controller.weights}" if ready else
+                                   f"not available: {problem}" if problem else "weights: loaded on first use")
 
     def _browse_checkpoint(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "SEEM checkpoint", "", "PyTorch checkpoints (*.pt *.pth);;All (*)")
@@ -636,7 +667,7 @@ class SeemWidget(QWidget):
             self.status_label.setText(f"plane {item.plane}: {len(item.result)} objects found, {len(found)} written")
 
         return self._start("segmenting everything", _everything_body, self.controller, job, on_item=write,
-                           total=len(planes))
+                           total=len(planes), history=labels)
 
     def _start_propagation(self, direction: str | None, frame_range: tuple[int, int] | None):
         image, geometry, plane, channels = self._context()
@@ -657,7 +688,7 @@ class SeemWidget(QWidget):
             self.frame_written.emit(frame.frame)
 
         return self._start(f"propagating {direction}", _propagation_body, self.controller, job, on_item=write,
-                           total=job.steps)
+                           total=job.steps, history=labels)
 
     # ------------------------------------------------------------------ workers
     def _action(self, name: str, start: Callable[[], Any], wait: bool):
@@ -680,8 +711,9 @@ class SeemWidget(QWidget):
         return worker
 
     def _start(self, description: str, body: Callable[..., Iterator], *args, on_item: Callable[[Any], None],
-               total: int = 0):
-        """Run ``body(*args)`` in a worker; each yielded item goes to ``on_item`` on the GUI thread."""
+               total: int = 0, history: Labels | None = None):
+        """Run ``body(*args)`` in a worker; each yielded item goes to ``on_item`` on the GUI thread.
+        ``history``: the labels layer the job writes; all its writes become one undo step."""
         worker = create_worker(_guarded, body, *args, _start_thread=False, _ignore_errors=True)
         self._progress = progress(total=total or None, desc=f"SEEM: {description}")
         worker.yielded.connect(lambda item: self._on_yielded(item, on_item))
@@ -695,6 +727,7 @@ class SeemWidget(QWidget):
         self.progress_bar.setVisible(True)
         self.status_label.setText(f"{description}…")
         self._update_enabled()
+        self._undo_group = UndoGroup(history) if history is not None else None
         worker.start()
         return worker
 
@@ -739,6 +772,9 @@ class SeemWidget(QWidget):
         if self._progress is not None:
             self._progress.close()
             self._progress = None
+        if self._undo_group is not None:  # done, cancelled or failed: what was written is one undo step
+            self._undo_group.close()
+            self._undo_group = None
         self.worker = None
         self.progress_bar.setVisible(False)
         self._update_enabled()

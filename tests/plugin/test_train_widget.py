@@ -1,0 +1,147 @@
+"""The SEEM fine-tuning dock widget in a real napari viewer (headless), training the toy model for
+a few steps at a small image size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from toy_checkpoint import save_toy_checkpoint, save_toy_official
+
+from napari_seem import loading
+from napari_seem.plugin import models
+from napari_seem.plugin.train_widget import SeemTrainWidget
+from napari_seem.plugin.widget import SeemWidget
+from napari_seem.training import load_trained, read_record
+
+WAIT_MS = 60_000
+
+
+def _cells(n_planes: int = 3, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """A (Z, Y, X) stack of bright discs and its labels; the middle plane is left unlabelled."""
+    rng = np.random.default_rng(0)
+    image = rng.normal(100, 10, (n_planes, size, size)).astype(np.float32)
+    labels = np.zeros((n_planes, size, size), np.int32)
+    yy, xx = np.mgrid[:size, :size]
+    for z in range(n_planes):
+        for object_id, (cy, cx) in enumerate([(16, 16), (40, 44), (20, 48)], start=1):
+            disc = (yy - cy - z) ** 2 + (xx - cx) ** 2 <= 49
+            image[z][disc] += 400
+            if z != n_planes // 2:
+                labels[z][disc] = object_id
+    return image, labels
+
+
+@pytest.fixture
+def trainer(make_napari_viewer, seem_manifest, errors, monkeypatch, tmp_path):
+    """``(viewer, segmentation widget, fine-tuning widget)``, both opened from the plugin's manifest,
+    with cells + labels layers and the toy checkpoint as the embedded default."""
+    monkeypatch.setenv(loading.DEFAULT_ENV, str(save_toy_checkpoint(tmp_path / "default_tiny.pt")))
+    monkeypatch.setattr("napari_seem.plugin.train_widget.show_error", errors.append)
+    viewer = make_napari_viewer()
+    image, labels = _cells()
+    viewer.add_image(image, name="cells")
+    viewer.add_labels(labels, name="annotations")
+    _, segmentation = viewer.window.add_plugin_dock_widget("napari-seem", "SEEM segmentation")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-seem", "SEEM fine-tuning")
+    widget.size_spin.setValue(64)
+    widget.batch_spin.setValue(1)
+    widget.class_edit.setText("nucleus")
+    yield viewer, segmentation, widget
+    for name in [n for n in models.available_models() if n.startswith("fine-tuned:")]:
+        models.unregister_model(name)
+
+
+def test_training_from_a_checkpoint_reaches_the_end_and_the_model_is_used_at_once(trainer, tmp_path, qtbot):
+    viewer, segmentation, widget = trainer
+    assert isinstance(widget, SeemTrainWidget) and isinstance(segmentation, SeemWidget)
+    assert widget.image_combo.layer().name == "cells" and widget.labels_combo.layer().name == "annotations"
+    start = save_toy_checkpoint(tmp_path / "start.pt", seed=11)
+    widget.set_start("checkpoint", start)
+    widget.steps_spin.setValue(3)
+    widget.output_edit.setText(str(tmp_path / "tuned.pt"))
+    steps_seen = []
+    widget.progressed.connect(lambda p: steps_seen.append(p.step))
+    widget.train(wait=True)
+
+    assert steps_seen == [1, 2, 3] and widget.progress_bar.value() == widget.progress_bar.maximum() == 3
+    path = tmp_path / "tuned.pt"
+    record = read_record(path)
+    assert record["metrics"]["steps"] == 3 and record["metrics"]["stop_reason"] == "finished"
+    assert record["data"]["datasets"][0]["names"] == ["cells[0]", "cells[2]"]  # plane 1 has no labels
+    assert record["data"]["datasets"][0]["vocabulary"] == ["nucleus"]
+    assert record["training"]["init_checkpoint"] == str(start)
+    assert not torch.equal(load_trained(path).state_dict()["backbone.patch_embed.proj.weight"],
+                           load_trained(start).state_dict()["backbone.patch_embed.proj.weight"])
+
+    # The segmentation widget offers the new model, chose it and is loading it.
+    assert segmentation.model_combo.currentText() == "fine-tuned: tuned.pt"
+    qtbot.waitUntil(lambda: not segmentation.busy, timeout=WAIT_MS)
+    assert segmentation.controller.model_ready
+    assert "trained 3 steps on in-memory images (nucleus, 2 images)" in segmentation.weights_label.text()
+    loaded = segmentation.controller.loaded.model.state_dict()
+    assert all(torch.equal(v, loaded[k]) for k, v in load_trained(path).state_dict().items())
+
+
+def test_stop_mid_way_saves_the_model_so_far(trainer, tmp_path, qtbot):
+    viewer, segmentation, widget = trainer
+    assert widget.start == "default"  # the embedded default is the starting point unless chosen otherwise
+    widget.steps_spin.setValue(500)
+    widget.output_edit.setText(str(tmp_path / "stopped.pt"))
+    widget.progressed.connect(lambda p: widget.stop_button.click() if p.step == 2 else None)
+    outcomes = []
+    widget.training_finished.connect(outcomes.append)
+    widget.train_button.click()
+    assert widget.busy and widget.stop_button.isEnabled() and not widget.train_button.isEnabled()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+
+    metrics = read_record(tmp_path / "stopped.pt")["metrics"]
+    assert outcomes == ["stopped"] and 2 <= metrics["steps"] < 500
+    assert metrics["stop_reason"] == "stopped by callback" and not load_trained(tmp_path / "stopped.pt").training
+    assert read_record(tmp_path / "stopped.pt")["training"]["init_checkpoint"] == str(loading.default_checkpoint())
+    assert "fine-tuned: stopped.pt" in models.available_models() and widget.train_button.isEnabled()
+    qtbot.waitUntil(lambda: not segmentation.busy, timeout=WAIT_MS)  # it loads the new model
+    assert segmentation.controller.model_ready
+    assert f"trained {metrics['steps']} steps (stopped by callback)" in segmentation.weights_label.text()
+
+
+def test_bad_settings_are_clear_messages_and_nothing_is_overwritten(trainer, errors, tmp_path, qtbot):
+    viewer, segmentation, widget = trainer
+    taken = tmp_path / "taken.pt"
+    taken.write_bytes(b"keep me")
+    widget.output_edit.setText(str(taken))
+    widget.train()
+    assert "exists already" in errors[-1] and taken.read_bytes() == b"keep me"
+
+    widget.output_edit.setText(str(tmp_path / "new.pt"))
+    viewer.layers["annotations"].data = np.zeros_like(viewer.layers["annotations"].data)
+    widget.train()
+    assert "nothing to train on" in errors[-1]
+
+    viewer.layers["annotations"].data = _cells()[1]
+    widget.set_start("checkpoint", save_toy_official(tmp_path / "official.pt"))
+    widget.steps_spin.setValue(2)
+    widget.train_button.click()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=WAIT_MS)
+    assert "official SEEM checkpoint: choose its model" in errors[-1]
+    assert all("Traceback" not in e for e in errors) and not (tmp_path / "new.pt").exists()
+
+
+def test_folders_of_tiffs_are_the_other_data_source(trainer, errors, tmp_path):
+    import tifffile
+
+    viewer, segmentation, widget = trainer
+    image, labels = _cells()
+    for folder in ("imgs", "masks"):
+        (tmp_path / folder).mkdir()
+    tifffile.imwrite(tmp_path / "imgs" / "stack.tif", image, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "masks" / "stack.tif", labels.astype(np.uint16), photometric="minisblack")
+    widget.source_combo.setCurrentIndex(1)
+    assert widget.images_dir_edit.isEnabled() and not widget.image_combo.isEnabled()
+    widget.images_dir_edit.setText(str(tmp_path / "imgs"))
+    widget.labels_dir_edit.setText(str(tmp_path / "masks"))
+    found = widget.training_pairs()
+    assert found.names == ["stack[0]", "stack[2]"] and found.skipped == ["stack[1]"]
+    widget.labels_dir_edit.setText(str(tmp_path / "nowhere"))
+    widget.train()
+    assert "labels folder not found" in errors[-1] and not widget.busy
