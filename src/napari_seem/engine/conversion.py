@@ -3,8 +3,8 @@
 ``SeemPredictor`` converts results for its one current image; a video session holds many encoded
 frames at once, so these helpers take the frame's ``ImageFeatures`` and ``PreparedImage``
 explicitly. The conversion is the predictor's: bilinear to the padded model size, crop, bilinear to
-the plane's full size, threshold at logit 0; the score is the mean foreground probability inside
-the mask.
+the plane's full size, threshold at logit 0; the score is the mask's stability (see
+:func:`stability_score`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from .image import PreparedImage
 class ObjectResult:
     """One object's answer. ``mask``: bool ``[H, W]`` at the plane's resolution. ``logits``:
     ``[h, w]`` mask logits at the model's 1/4 feature resolution (the memory for the next round).
-    ``score``: mean foreground probability inside the mask (0..1). ``class_name``/``class_score``: the
+    ``score``: the mask's stability (0..1, :func:`stability_score`): near 1 for a crisp mask, low
+    for a mask that grows or shrinks a lot with the threshold. ``class_name``/``class_score``: the
     best vocabulary match (softmax probability) when a vocabulary is set."""
 
     mask: np.ndarray
@@ -50,10 +51,25 @@ def logits_to_results(
     results = []
     for n in range(logits.shape[0]):
         mask = full[n] > 0
-        score = float(full[n][mask].sigmoid().mean()) if bool(mask.any()) else 0.0
+        score = stability_score(full[n], mask)
         name, class_score = classify_embedding(class_emb[n], model, vocabulary)
         results.append(ObjectResult(mask.cpu().numpy(), logits[n].detach().cpu().clone(), score, name, class_score))
     return results
+
+
+STABILITY_OFFSET = 1.0  # logits: the mask at sigmoid 0.27 vs at 0.73
+
+
+def stability_score(logits: torch.Tensor, mask: torch.Tensor | None = None, offset: float = STABILITY_OFFSET) -> float:
+    """IoU of the masks thresholded at ``-offset`` and ``+offset`` of ``logits [H, W]`` (0 when
+    empty). SEEM has no quality head; this says how much the mask depends on the threshold, which
+    the mean probability inside the mask cannot (it is above 0.5 for any mask). An object that has
+    left the frame typically comes back as a faint, unstable blob. ``mask``: the logits > 0 mask
+    when at hand (only used to skip the empty case cheaply)."""
+    if mask is not None and not bool(mask.any()):
+        return 0.0
+    loose = int((logits > -offset).sum())
+    return float(int((logits > offset).sum()) / loose) if loose else 0.0
 
 
 def classify_embedding(

@@ -50,7 +50,7 @@ from napari_seem.model.postprocess import (
 from napari_seem.model.visual_sampler import VisualPrompt
 from napari_seem.prompts import Box, MaskPrompt, ObjectPrompt, Point, PromptError, ReferenceRegion, Scribble, rasterize, validate
 
-from .conversion import ObjectResult, classify_embedding, resize_mask_nearest, resize_nearest
+from .conversion import ObjectResult, classify_embedding, resize_mask_nearest, resize_nearest, stability_score
 from .feature_cache import FeatureCache, encode_prepared
 from .image import DEFAULT_TARGET_SIZE, PreparedImage, prepare_image
 
@@ -328,8 +328,8 @@ class SeemPredictor:
             mask &= inside
             # The memory for the next round then covers no more than what the user sees.
             logits = torch.where(self._feature_region(box, logits.shape), logits, logits.clamp(max=CLIPPED_LOGIT))
-        prob = full.sigmoid()
-        score = float(prob[mask].mean()) if bool(mask.any()) else 0.0
+        clipped = (full > 0) & ~mask  # cut by the box: part of neither threshold's mask
+        score = stability_score(full.masked_fill(clipped, float("-inf")), mask)
         name, class_score = classify_embedding(class_emb, self.model, self.vocabulary)
         return ObjectResult(mask.cpu().numpy(), logits.cpu(), score, name, class_score)
 

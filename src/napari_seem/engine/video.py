@@ -29,8 +29,8 @@ Each object's answer is the best of its spatial queries by ``mask_emb . e``, whe
 (anchor) frame: ``e = (1 - anchor_weight) * e_prev + anchor_weight * e_anchor``, against drift.
 
 **Lost objects.** An object whose new mask is empty, overlaps its previous mask with IoU below
-``lost_iou``, or scores below ``lost_score`` (``ObjectResult.score``, the mean foreground probability
-inside the mask: at least 0.5 for any non-empty mask), is *lost* on that frame: it gets no mask there (SEEM
+``lost_iou``, or scores below ``lost_score`` (``ObjectResult.score``, the mask's stability under a
+change of threshold: faint, uncertain blobs score low), is *lost* on that frame: it gets no mask there (SEEM
 always returns some mask; this keeps it from inventing one), it is listed in ``FrameResult.lost``,
 and it is carried no further in that direction (its stale results from earlier runs further along
 are removed) unless a frame further along was prompted by the user, where it resumes.
