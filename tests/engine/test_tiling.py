@@ -83,6 +83,16 @@ def test_a_click_encodes_only_its_tile_and_later_clicks_there_reuse_it(counted):
     assert predictor.tiles_encoded == 3
 
 
+def test_a_chosen_scale_reads_larger_windows_and_encodes_them_at_the_tile_size(counted):
+    predictor = TiledPredictor(counted, tile=64, halo=8, scale=0.5)  # 128-pixel windows shrunk to 64
+    predictor.set_image(_plane())
+    assert len(predictor.grid) == 16 and predictor.grid.tiles[0].window == Region(0, 0, 128, 128)
+    result, = predictor.predict(ObjectPrompt(points=[Point(150, 150)]))
+    prepared, _ = predictor.encode_window(result.window)
+    assert result.window == Region(96, 96, 224, 224) and prepared.model_shape == (64, 64) and prepared.scale == 0.5
+    assert result.mask.shape == (416, 416) and counted.encodes == 1
+
+
 def test_the_cache_is_bounded_and_evicts_the_least_recently_used_tile(counted):
     predictor = TiledPredictor(counted, tile=TILE, halo=HALO, max_cached_tiles=2)
     predictor.set_image(_plane())
@@ -165,7 +175,7 @@ def test_refining_keeps_the_window_or_carries_the_mask_over_as_memory(model):
 
 
 def test_segment_everything_on_the_toy_model(counted):
-    predictor = TiledPredictor(counted, tile=TILE, halo=HALO)
+    predictor = TiledPredictor(counted, tile=TILE, halo=HALO, max_cached_tiles=16)
     plane = _plane(seed=7)
     done = []
     result = predictor.segment_everything(VOCABULARY, object_threshold=0.0, overlap_threshold=0.0, image=plane,
@@ -175,10 +185,20 @@ def test_segment_everything_on_the_toy_model(counted):
     assert n >= 2 and set(np.unique(result.labels)) == set(range(n + 1))
     assert result.class_names == [VOCABULARY[c] for c in result.class_ids]
     assert counted.encodes == 16 and done[-1] == (16, 16)
-    # Into a zarr array on disk-like storage: the same labels, and the encoded tiles are reused.
+    # Into a zarr array on disk-like storage: the same labels; all 16 tiles fit the cache: no encode.
     out = zarr.create_array(store={}, shape=(416, 416), chunks=(64, 64), dtype="int32")
     again = predictor.segment_everything(VOCABULARY, object_threshold=0.0, overlap_threshold=0.0, out=out)
-    assert again.labels is out and np.array_equal(out[:], result.labels)
+    assert again.labels is out and np.array_equal(out[:], result.labels) and counted.encodes == 16
+
+
+def test_segment_everything_over_more_tiles_than_the_cache_keeps_the_clicked_tiles(counted):
+    predictor = TiledPredictor(counted, tile=TILE, halo=HALO, max_cached_tiles=2)
+    predictor.set_image(_plane(seed=7))
+    predictor.predict(ObjectPrompt(points=[Point(150, 150)]))
+    predictor.segment_everything(VOCABULARY)
+    assert counted.encodes == 16  # the clicked tile was not encoded again
+    predictor.predict(ObjectPrompt(points=[Point(160, 140)]))  # and it is still cached after the pass
+    assert counted.encodes == 16
 
 
 class ThresholdSegmenter(SeemPredictor):
@@ -226,6 +246,13 @@ def test_dask_and_zarr_planes_give_the_numpy_answers(model):
         answers[name] = [r.mask for r in predictor.predict(prompts)]
     for name in ("dask", "zarr"):
         assert all(np.array_equal(a, b) for a, b in zip(answers[name], answers["numpy"]))
+    # On a plane large enough to be sampled, the normalisation does not depend on the storage either.
+    big = _plane((1200, 1100), seed=10)
+    stored_big = zarr.create_array(store={}, shape=big.shape, chunks=(256, 256), dtype=big.dtype)
+    stored_big[:] = big
+    limits = [sample_limits(PlaneSource(data), sample_pixels=2**16)
+              for data in (big, da.from_array(big, chunks=(300, 500)), stored_big)]
+    assert all(np.array_equal(np.asarray(other), np.asarray(limits[0])) for other in limits[1:])
     rgb = np.stack([plane, plane // 2, plane // 3], axis=0)  # channels first
     predictor = TiledPredictor(model, tile=TILE, halo=HALO)
     predictor.set_image(da.from_array(rgb, chunks=(3, 64, 64)), channel_axis=0, channels=[2, 0])
@@ -242,10 +269,9 @@ def test_a_click_on_a_lazy_plane_reads_a_small_part_of_it(model):
     predictor.predict(ObjectPrompt(points=[Point(1000, 1500)]))
     # One 128 x 128 window and 16 patches of 32 x 32 for the normalisation, never the plane.
     assert 0 < source.pixels_read <= 128 * 128 + 2**14 + 1
-    # A chunked store (zarr-like): each sampling patch stays in one chunk.
-    chunked = CountingArray(plane, chunks=(256, 256))
-    regions = sample_regions(PlaneSource(chunked), 2**14)
-    assert len(regions) == 16
+    # Each sampling patch lies in one chunk of a power-of-two chunking, whatever the storage.
+    regions = sample_regions(PlaneSource(plane), 2**14)
+    assert len(regions) == 16 and all(r.shape == (32, 32) for r in regions)
     assert all(r.y0 // 256 == (r.y1 - 1) // 256 and r.x0 // 256 == (r.x1 - 1) // 256 for r in regions)
 
 

@@ -131,7 +131,8 @@ def prepare_image(
 
     plane = select_channels(image, channel_axis, channels)
     if plane.shape[0] * plane.shape[1] > MAX_PLANE_PIXELS:
-        raise ValueError(f"plane of {plane.shape[0]}x{plane.shape[1]} pixels is too large for one pass: use TiledPredictor")
+        raise ValueError(f"plane of {plane.shape[0]}x{plane.shape[1]} pixels is too large for one pass: "
+                         "use TiledPredictor")
     if min(plane.shape[:2]) < 2:
         raise ValueError(f"plane of shape {plane.shape[:2]} is too small")
     normalized = normalize_intensity(plane, *percentiles, limits=limits)

@@ -5,10 +5,11 @@ channels) at a time, and :func:`sample_limits` computes the intensity stretch of
 from a few patches spread over it, so that every tile gets the same normalisation without the
 plane ever being loaded.
 
-Sampling: a ``k x k`` grid of square patches, one in the middle of each cell of the plane, holding
-about ``sample_pixels`` pixels in all. When the array is chunked (dask, zarr), each patch is moved
-to the start of the chunk that holds the cell's centre, so that a patch touches one chunk rather
-than the up to four that it might straddle.
+Sampling: a ``4 x 4`` grid of square patches, one per cell of the plane, holding at most
+``sample_pixels`` pixels in all. A patch's side is a power of two and it starts at a multiple of it
+(the multiple just before the cell's centre), so that with the usual power-of-two chunks of dask and
+zarr arrays a patch reads whole chunks or lies in one, and the sample does not depend on how the
+plane is stored (the same pixels from numpy, dask or zarr give the same limits).
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ class PlaneSource:
         self.choice = (channel_axis, None if channels is None else tuple(np.atleast_1d(channels).tolist()))
         self._user_axis = channel_axis
         self._channels = channels
-        self.axes: tuple[int, int] = tuple(i for i in range(len(shape)) if i != self._channel_axis)  # type: ignore[assignment]
-        self.shape: tuple[int, int] = (shape[self.axes[0]], shape[self.axes[1]])
+        rows, cols = (i for i in range(len(shape)) if i != self._channel_axis)
+        self.shape: tuple[int, int] = (shape[rows], shape[cols])
         if min(self.shape) < 2:
             raise ValueError(f"plane of shape {self.shape} is too small")
         chosen = self._select(np.zeros((1, 1) if len(shape) == 2 else (1, 1, shape[self._channel_axis]), dtype))
@@ -76,37 +77,18 @@ class PlaneSource:
         return self._select(block)
 
 
-def _chunk_sizes(data: Any, axes: tuple[int, int]) -> tuple[int, int] | None:
-    """Chunk size along the two plane axes (dask: the first chunk; zarr: the chunk shape), or None."""
-    chunks = getattr(data, "chunks", None)
-    if chunks is None:
-        return None
-    try:
-        sizes = [c[0] if isinstance(c, tuple) else c for c in (chunks[a] for a in axes)]
-        return int(sizes[0]), int(sizes[1])
-    except (TypeError, IndexError, ValueError):
-        return None
-
-
 def sample_regions(source: PlaneSource, sample_pixels: int) -> list[Region]:
     """The patches :func:`sample_limits` reads (module docstring); the whole plane if it is small."""
     height, width = source.shape
     if height * width <= sample_pixels:
         return [Region(0, 0, height, width)]
-    side = max(int(math.isqrt(sample_pixels // SAMPLE_GRID**2)), 1)
-    chunks = _chunk_sizes(source.data, source.axes)
+    side = 2 ** max(int(math.log2(math.sqrt(sample_pixels / SAMPLE_GRID**2))), 0)
     regions = []
     for i in range(SAMPLE_GRID):
         for j in range(SAMPLE_GRID):
             centre = ((2 * i + 1) * height // (2 * SAMPLE_GRID), (2 * j + 1) * width // (2 * SAMPLE_GRID))
-            starts = []
-            for axis, (c, length) in enumerate(zip(centre, (height, width))):
-                size = min(side, length)
-                start = c - size // 2
-                if chunks is not None and size <= chunks[axis]:
-                    start = c // chunks[axis] * chunks[axis]  # the chunk holding the centre
-                starts.append(min(max(start, 0), length - size))
-            regions.append(Region(starts[0], starts[1], starts[0] + min(side, height), starts[1] + min(side, width)))
+            y0, x0 = (min(c // side * side, length - min(side, length)) for c, length in zip(centre, (height, width)))
+            regions.append(Region(y0, x0, y0 + min(side, height), x0 + min(side, width)))
     return regions
 
 

@@ -21,9 +21,11 @@ rules that turn those per-tile instances into one set of plane instances:
 4. **Ids.** Objects smaller than ``min_area`` after that are dropped; the rest get ids 1..n in tile
    raster order, then in each tile's own order.
 
-Objects are kept as :class:`SparseMask` (a bounding box and the mask inside it), so memory follows
-the objects' area, not the plane's; the label image is written core by core (:func:`paint_labels`),
-so it can be a zarr array on disk.
+Objects are kept as :class:`SparseMask` (a bounding box and the pixels inside it; the objects of one
+tile share one compact copy of its label image), so memory follows the tiles that hold objects, not
+the plane; the label image is written core by core (:func:`paint_labels`), so it can be a zarr array
+on disk. Cost: rules 2 and 3 compare objects whose bounding boxes overlap, a few per object for
+compact objects such as nuclei.
 """
 
 from __future__ import annotations
@@ -41,10 +43,20 @@ DEFAULT_MERGE_THRESHOLD = 0.5
 
 @dataclass
 class SparseMask:
-    """Bool ``mask [h, w]`` of a plane's pixels inside ``region`` (plane coordinates, ``(h, w) = region.shape``)."""
+    """A plane's pixels inside ``region`` (plane coordinates; ``data`` is ``[h, w] = region.shape``).
+
+    ``data`` is a bool mask; or, with ``value``, a crop of a label image whose pixels equal to
+    ``value`` are the mask. The objects of one tile then share its label image, so their memory
+    follows the tiles, not the number of objects times their bounding boxes."""
 
     region: Region
-    mask: np.ndarray
+    data: np.ndarray
+    value: int | None = None
+
+    @property
+    def mask(self) -> np.ndarray:
+        """Bool ``[h, w]`` (the stored array itself when ``value`` is None)."""
+        return self.data if self.value is None else self.data == self.value
 
     @property
     def area(self) -> int:
@@ -56,9 +68,13 @@ class SparseMask:
         return float(ys.mean()) + self.region.y0, float(xs.mean()) + self.region.x0
 
     def view(self, region: Region) -> np.ndarray:
-        """The part of ``mask`` inside ``region`` (which must lie within ``self.region``), a view."""
-        r = self.region
-        return self.mask[region.y0 - r.y0 : region.y1 - r.y0, region.x0 - r.x0 : region.x1 - r.x0]
+        """Bool: the part of the mask inside ``region`` (which must lie within ``self.region``)."""
+        part = self.data[region.relative_to(self.region).slices]
+        return part if self.value is None else part == self.value
+
+    def remove(self, ys: np.ndarray, xs: np.ndarray) -> None:
+        """Take the pixels ``(ys[i], xs[i])`` (plane coordinates, all in the mask) out of it."""
+        self.data[ys - self.region.y0, xs - self.region.x0] = 0 if self.value is not None else False
 
     def count_in(self, region: Region) -> int:
         """Pixels of the mask inside ``region``."""
@@ -66,11 +82,12 @@ class SparseMask:
         return 0 if common is None else int(np.count_nonzero(self.view(common)))
 
     def union(self, other: "SparseMask") -> "SparseMask":
+        """A bool-backed mask of the pixels of both."""
         region = self.region.union(other.region)
-        merged = SparseMask(region, np.zeros(region.shape, dtype=bool))
-        merged.view(self.region)[...] |= self.mask
-        merged.view(other.region)[...] |= other.mask
-        return merged
+        merged = np.zeros(region.shape, dtype=bool)
+        merged[self.region.relative_to(region).slices] |= self.mask
+        merged[other.region.relative_to(region).slices] |= other.mask
+        return SparseMask(region, merged)
 
     def tight(self) -> "SparseMask":
         """The same pixels in their bounding box (an empty mask stays as it is)."""
@@ -79,7 +96,8 @@ class SparseMask:
             return self
         ys, xs = found[0]
         r = self.region
-        return SparseMask(Region(r.y0 + ys.start, r.x0 + xs.start, r.y0 + ys.stop, r.x0 + xs.stop), self.mask[ys, xs])
+        return SparseMask(Region(r.y0 + ys.start, r.x0 + xs.start, r.y0 + ys.stop, r.x0 + xs.stop),
+                          self.data[ys, xs], self.value)
 
     def to_dense(self, shape: tuple[int, int]) -> np.ndarray:
         """Bool ``[H, W]`` of a plane of ``shape`` (allocates the whole plane)."""
@@ -116,11 +134,14 @@ class StitchedObject:
     part_area: int = 0
 
 
-def tile_objects(tile: TileWindow, labels: np.ndarray, class_ids: Sequence[int], scores: Sequence[float]) -> list[TileObject]:
+def tile_objects(
+    tile: TileWindow, labels: np.ndarray, class_ids: Sequence[int], scores: Sequence[float]
+) -> list[TileObject]:
     """The instances of one tile's label image ``labels`` (int ``[h, w]`` = the window's shape, ids
     1..n, instance ``i`` has ``class_ids[i - 1]`` and ``scores[i - 1]``) in plane coordinates."""
     if labels.shape != tile.window.shape:
         raise ValueError(f"tile labels of shape {labels.shape} do not match the window {tile.window.shape}")
+    shared = labels.astype(np.min_scalar_type(len(scores)))  # one compact copy, for all its objects
     objects = []
     for i, box in enumerate(ndimage.find_objects(labels, max_label=len(scores))):
         if box is None:  # an id with no pixels (dropped in resizing)
@@ -128,7 +149,8 @@ def tile_objects(tile: TileWindow, labels: np.ndarray, class_ids: Sequence[int],
         ys, xs = box
         region = Region(tile.window.y0 + ys.start, tile.window.x0 + xs.start,
                         tile.window.y0 + ys.stop, tile.window.x0 + xs.stop)
-        objects.append(TileObject(SparseMask(region, labels[box] == i + 1), tile.index, int(class_ids[i]), float(scores[i])))
+        pixels = SparseMask(region, shared[box], i + 1)
+        objects.append(TileObject(pixels, tile.index, int(class_ids[i]), float(scores[i])))
     return objects
 
 
@@ -154,17 +176,19 @@ def _overlapping_pairs(regions: Sequence[Region]) -> list[tuple[int, int]]:
 
 
 def _same_object(a: TileObject, b: TileObject, grid: TileGrid, merge_threshold: float) -> bool:
-    """Rule 2 for two kept instances of different tiles."""
-    shared = overlap(a.pixels, b.pixels)
-    if shared == 0 or a.tile == b.tile:
-        return False
+    """Rule 2 for two kept instances (of one tile: never, they are disjoint)."""
     seen_by_both = grid.tiles[a.tile].window.intersection(grid.tiles[b.tile].window)
-    if seen_by_both is None:
+    if a.tile == b.tile or seen_by_both is None:
+        return False
+    shared = overlap(a.pixels, b.pixels)
+    if shared == 0:
         return False
     return shared >= merge_threshold * min(a.pixels.count_in(seen_by_both), b.pixels.count_in(seen_by_both))
 
 
-def merge_objects(grid: TileGrid, kept: Sequence[TileObject], merge_threshold: float = DEFAULT_MERGE_THRESHOLD) -> list[StitchedObject]:
+def merge_objects(
+    grid: TileGrid, kept: Sequence[TileObject], merge_threshold: float = DEFAULT_MERGE_THRESHOLD
+) -> list[StitchedObject]:
     """Rule 2: union-find over kept instances that are the same object; in the order of ``kept``."""
     parent = list(range(len(kept)))
 
@@ -198,17 +222,19 @@ def resolve_conflicts(grid: TileGrid, objects: list[StitchedObject]) -> None:
     areas = [o.pixels.area for o in objects]  # sizes before any pixel moves, for the tie rule
     for i, j in _overlapping_pairs([o.pixels.region for o in objects]):
         a, b = objects[i], objects[j]
+        if len(a.tiles) == 1 and a.tiles == b.tiles:
+            continue  # two objects of one tile are disjoint
         common = a.pixels.region.intersection(b.pixels.region)
-        a_view, b_view = a.pixels.view(common), b.pixels.view(common)
-        shared = a_view & b_view
-        if not shared.any():
+        ys, xs = np.nonzero(a.pixels.view(common) & b.pixels.view(common))  # memory: shared pixels only
+        if ys.size == 0:
             continue
-        owner = grid.core_index(common)
+        owner = grid.core_index(ys + common.y0, xs + common.x0)
         a_home = np.isin(owner, list(a.tiles))
         b_home = np.isin(owner, list(b.tiles))
         a_wins = (a_home & ~b_home) | ((a_home == b_home) & (areas[i] >= areas[j]))
-        a_view &= ~(shared & ~a_wins)  # views: this edits the objects' masks
-        b_view &= ~(shared & a_wins)
+        ys, xs = ys + common.y0, xs + common.x0
+        a.pixels.remove(ys[~a_wins], xs[~a_wins])
+        b.pixels.remove(ys[a_wins], xs[a_wins])
 
 
 def stitch(
@@ -253,6 +279,6 @@ def paint_labels(grid: TileGrid, objects: Sequence[StitchedObject], out: Any = N
         for n in touching.tolist():
             common = regions[n].intersection(core)
             inside = objects[n].pixels.view(common)
-            block[common.y0 - core.y0 : common.y1 - core.y0, common.x0 - core.x0 : common.x1 - core.x0][inside] = n + 1
+            block[common.relative_to(core).slices][inside] = n + 1
         out[core.slices] = block
     return out

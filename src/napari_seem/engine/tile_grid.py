@@ -50,6 +50,10 @@ class Region(NamedTuple):
         y1, x1 = min(self.y1, other.y1), min(self.x1, other.x1)
         return Region(y0, x0, y1, x1) if y0 < y1 and x0 < x1 else None
 
+    def relative_to(self, outer: "Region") -> "Region":
+        """This rectangle in the coordinates of ``outer`` (whose top-left corner becomes (0, 0))."""
+        return Region(self.y0 - outer.y0, self.x0 - outer.x0, self.y1 - outer.y0, self.x1 - outer.x0)
+
     def union(self, other: "Region") -> "Region":
         """The smallest rectangle holding both."""
         return Region(min(self.y0, other.y0), min(self.x0, other.x0), max(self.y1, other.y1), max(self.x1, other.x1))
@@ -87,11 +91,11 @@ class TileGrid:
         col = int(np.searchsorted(self.col_starts, min(max(x, 0), self.shape[1] - 1), side="right")) - 1
         return self.tiles[row * len(self.col_starts) + col]
 
-    def core_index(self, region: Region) -> np.ndarray:
-        """int ``[h, w]``: the index of the tile whose core holds each pixel of ``region``."""
-        rows = np.searchsorted(self.row_starts, np.arange(region.y0, region.y1), side="right") - 1
-        cols = np.searchsorted(self.col_starts, np.arange(region.x0, region.x1), side="right") - 1
-        return rows[:, None] * len(self.col_starts) + cols[None, :]
+    def core_index(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        """int ``[n]``: the index of the tile whose core holds each pixel ``(ys[i], xs[i])``."""
+        rows = np.searchsorted(self.row_starts, ys, side="right") - 1
+        cols = np.searchsorted(self.col_starts, xs, side="right") - 1
+        return rows * len(self.col_starts) + cols
 
 
 def _axis_windows(length: int, tile: int, halo: int) -> tuple[list[int], list[int]]:

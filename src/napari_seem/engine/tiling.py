@@ -20,7 +20,8 @@ objects): it is cut into overlapping tiles at native resolution (or at a chosen 
   and reference prompts need a point, box, scribble or mask to place them (text alone has no
   place on a large plane: use :meth:`TiledPredictor.segment_everything`).
 * **Encoded tiles** are cached by content (least recently used first out, ``max_cached_tiles``), so
-  further clicks on the same tile only decode.
+  further clicks on the same tile only decode. Segment-everything over more tiles than that leaves
+  the cache as it was (a sequential pass would only evict the tiles in use).
 * **Segment everything** runs every tile and stitches the instances (:mod:`.stitching`: ownership by
   centroid in the core, merging of objects cut in both windows, conflicts, unique ids).
 * **Results** are :class:`TiledObjectResult`: the mask as a bounding box and the mask inside it
@@ -162,9 +163,9 @@ class TiledPredictor:
             raise RuntimeError("call set_image() first")
         return self.source
 
-    def encode_window(self, region: Region) -> tuple[PreparedImage, ImageFeatures]:
+    def encode_window(self, region: Region, keep: bool = True) -> tuple[PreparedImage, ImageFeatures]:
         """The prepared pixels and features of ``region``, encoded unless cached; makes them the
-        decoder's current image."""
+        decoder's current image. ``keep``: cache a new encoding (else it is dropped after use)."""
         source = self._require_image()
         block = source.read(region)
         target = min(self.tile, max(round(max(region.shape) * self.scale), 2))
@@ -176,10 +177,12 @@ class TiledPredictor:
             # Through the decoder's own encode, so its on-disk feature cache (``cache=``) serves tiles too.
             entry = (prepared, self.decoder._encode(prepared))
             self.tiles_encoded += 1
-            self._cache[prepared.signature] = entry
-            while len(self._cache) > self.max_cached_tiles:
-                self._cache.popitem(last=False)
-        self._cache.move_to_end(prepared.signature)
+            if keep:
+                self._cache[prepared.signature] = entry
+                while len(self._cache) > self.max_cached_tiles:
+                    self._cache.popitem(last=False)
+        if prepared.signature in self._cache:
+            self._cache.move_to_end(prepared.signature)
         # The decoder answers on whatever image it holds: give it this tile (no re-encode).
         self.decoder.prepared, self.decoder.features = entry
         return entry
@@ -242,9 +245,12 @@ class TiledPredictor:
         if min_area < 0:
             raise ValueError(f"min_area must be >= 0 pixels, got {min_area}")
         names = list(vocabulary) if not isinstance(vocabulary, str) else vocabulary
+        # A pass over more tiles than the cache holds would only push out the tiles being clicked on
+        # (and find nothing there next time): cache the pass only when all of it fits.
+        keep = len(self.grid) <= self.max_cached_tiles
         kept = []
         for done, tile in enumerate(self.grid, start=1):
-            self.encode_window(tile.window)
+            self.encode_window(tile.window, keep)
             found = self.decoder.segment_everything(names, object_threshold=object_threshold,
                                                     overlap_threshold=overlap_threshold, mask_threshold=mask_threshold)
             kept.extend(owned_objects(tile, tile_objects(tile, found.labels, found.class_ids, found.scores)))
@@ -285,7 +291,8 @@ def shift_prompt(prompt: ObjectPrompt, window: Region) -> ObjectPrompt:
     return ObjectPrompt(
         points=[Point(p.y - dy, p.x - dx, p.positive) for p in prompt.points],
         boxes=[Box(b.y0 - dy, b.x0 - dx, b.y1 - dy, b.x1 - dx) for b in prompt.boxes],
-        scribbles=[Scribble(tuple((y - dy, x - dx) for y, x in s.points), s.width, s.positive) for s in prompt.scribbles],
+        scribbles=[Scribble(tuple((y - dy, x - dx) for y, x in s.points), s.width, s.positive)
+                   for s in prompt.scribbles],
         masks=[MaskPrompt(np.asarray(m.mask)[window.slices], m.positive) for m in prompt.masks],
         text=prompt.text,
         reference=prompt.reference,
@@ -309,7 +316,7 @@ def _memory(
     if common is None or not pixels.view(common).any():
         return None
     local = np.zeros(window.shape, dtype=bool)
-    local[common.y0 - window.y0 : common.y1 - window.y0, common.x0 - window.x0 : common.x1 - window.x0] = pixels.view(common)
+    local[common.relative_to(window).slices] = pixels.view(common)
     # Window -> model resolution -> padded canvas -> the 1/4 feature grid the decoder's memory uses.
     padded = np.zeros(features.padded_size, dtype=bool)
     height, width = prepared.model_shape
