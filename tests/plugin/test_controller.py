@@ -155,6 +155,27 @@ def test_plan_and_write_a_new_object_without_a_viewer(tiny_models):
     assert labels.features.set_index("index").loc[10, "class_name"] == "cell"
 
 
+def test_a_large_dask_plane_is_tiled_and_a_click_reads_only_its_tile(tiny_models):
+    import dask.array as da
+
+    from napari_seem.engine.tiling import TiledPredictor
+
+    rng = np.random.default_rng(1)
+    big = da.from_array(rng.integers(0, 4000, (1300, 1400), dtype=np.uint16), chunks=256)
+    image = Image(big)
+    points = Points(np.array([[1200.0, 100.0]]), features={"object": [0], "label": ["positive"]})
+    labels = Labels(np.zeros((1300, 1400), np.int32))
+    controller = SeemController()
+    controller.set_model(tiny_models)
+    job = controller.plan_plane(image, layer_geometry(image), (), points, None, "", 0, None, None)
+    results = controller.run_plane(job)
+    assert isinstance(controller.tiled, TiledPredictor) and controller.tiled.tiles_encoded == 1
+    ids = controller.write_plane(labels, job, results, "keep")
+    assert results[0].mask.shape == (1300, 1400)
+    np.testing.assert_array_equal(labels.data == ids[0], results[0].mask)
+    assert not results[0].mask[:500, 700:].any()  # nothing outside the clicked corner's window
+
+
 def test_model_sources_and_devices(monkeypatch, tmp_path):
     import torch
 

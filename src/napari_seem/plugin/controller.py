@@ -340,6 +340,11 @@ def propagation_range(direction: str, source: int, n_frames: int,
     return stop, steps
 
 
+# Planes whose long side exceeds this many model inputs are tiled rather than shrunk (2x shrinking
+# loses little; beyond that small nuclei fall below the 1/4-resolution mask features).
+TILING_FACTOR = 2
+
+
 # ---------------------------------------------------------------------------------------- controller
 class SeemController:
     """Model, memory and jobs of one dock widget (see the module docstring for the three phases)."""
@@ -348,6 +353,7 @@ class SeemController:
         self.model_choice: tuple[str, str | None, str] = (models.EMBEDDED_DEFAULT, None, "auto")
         self.loaded: models.LoadedModel | None = None
         self.predictor = None
+        self.tiled = None  # a TiledPredictor on the same model, for planes too large to shrink
         self._loaded_choice: tuple | None = None
         self._custom: models.LoadedModel | None = None
         self.memory: dict[tuple[tuple[int, ...], int], Any] = {}  # (labels plane, id) -> last ObjectResult
@@ -392,7 +398,21 @@ class SeemController:
         # Encodings go through the on-disk feature cache (off with NAPARI_SEEM_FEATURE_CACHE=0).
         predictor = SeemPredictor(loaded.model, target_size=loaded.target_size, cache=default_feature_cache())
         self.predictor, self.loaded, self._loaded_choice = predictor, loaded, choice
+        self.tiled = None
         return predictor
+
+    def predictor_for(self, plane: Any, channel_axis: int | None):
+        """The predictor for ``plane`` (worker thread): the whole-plane one, or for planes whose long side
+        exceeds ``TILING_FACTOR`` x the model input, the tiled one (a click then encodes only the
+        tiles it touches, at native resolution, instead of shrinking a slide to 512 pixels)."""
+        from napari_seem.engine.tiling import TiledPredictor, plane_shape_of
+
+        predictor = self.ensure_model()
+        if max(plane_shape_of(plane.shape, channel_axis)) <= TILING_FACTOR * self.loaded.target_size:
+            return predictor
+        if self.tiled is None:
+            self.tiled = TiledPredictor(predictor.model, tile=self.loaded.target_size, cache=predictor.cache)
+        return self.tiled
 
     def forget(self) -> None:
         """Drop the memory of previous rounds (a new image, model or cleared prompts)."""
@@ -424,8 +444,9 @@ class SeemController:
 
     def run_plane(self, job: PlaneJob) -> dict[int, Any]:
         """Encode the plane (cached when unchanged) and answer the prompts (worker thread)."""
-        predictor = self.ensure_model()
-        predictor.set_image(np.asarray(job.data[job.index]), job.channel_axis, job.channels)
+        plane = job.data[job.index]  # a dask/zarr plane stays lazy for the tiled predictor
+        predictor = self.predictor_for(plane, job.channel_axis)
+        predictor.set_image(plane if predictor is self.tiled else np.asarray(plane), job.channel_axis, job.channels)
         predictor.set_vocabulary(job.vocabulary)
         ids = list(job.prompts)
         results = predictor.predict([job.prompts[o] for o in ids], previous=[job.previous[o] for o in ids])
@@ -462,10 +483,11 @@ class SeemController:
 
     def run_everything(self, job: EverythingJob) -> Iterator[PlaneEverything]:
         """One :class:`PlaneEverything` per plane, as each is done (worker thread)."""
-        predictor = self.ensure_model()
         geometry = job.geometry
         for plane in job.planes:
-            predictor.set_image(np.asarray(job.data[geometry.image_index(plane)]), geometry.plane_channel_axis,
+            data = job.data[geometry.image_index(plane)]
+            predictor = self.predictor_for(data, geometry.plane_channel_axis)
+            predictor.set_image(data if predictor is self.tiled else np.asarray(data), geometry.plane_channel_axis,
                                 job.channels)
             result = predictor.segment_everything(job.vocabulary, object_threshold=job.threshold)
             yield PlaneEverything(plane, geometry.labels_plane(plane), result)
