@@ -69,6 +69,8 @@ def run_jobs(
         raise ValueError(f"retries must be >= 0, got {retries}")
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
+    if not jobs:
+        return BatchResult([], "nothing to run", 0.0)
     start = time.perf_counter()
     bar = _progress_bar(sum(_task_count(j) for j in jobs), progress)
     try:

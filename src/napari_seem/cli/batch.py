@@ -10,6 +10,9 @@
 Each input ``<stem>.tif|.png`` gives ``OUT/<stem>_labels.tif`` (or ``.zarr``), and ``OUT/summary.json``
 lists every file with its objects, or its error. The exit status is 1 if any file failed. The
 prompts file format is described in ``napari_seem.batch.prompts_file``.
+
+``napari-seem precompute`` (``cli/precompute.py``) runs through the same runner when given
+``--scheduler`` or ``--workers`` (:func:`run_precompute_batch`); without them it runs in-process.
 """
 
 from __future__ import annotations
@@ -133,12 +136,23 @@ def _objects(prompts_path: str, inputs: list[Path]) -> list:
     return objects
 
 
+def _check_common(args: argparse.Namespace) -> None:
+    """Options that would fail every task, refused before any work."""
+    if args.checkpoint and not Path(args.checkpoint).is_file():
+        raise ValueError(f"checkpoint not found: {args.checkpoint}")
+    for name in ("threads", "target_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    if getattr(args, "axis", 0) not in (0, 1, 2):
+        raise ValueError(f"--axis must be 0, 1 or 2 (the propagation axis of a (T, H, W) stack), got {args.axis}")
+
+
 def _run(args: argparse.Namespace, inputs: list[Path], options: list, planes_per_task: int | None) -> dict[str, Any]:
     """Plan, run, write the summary; returns the short report the command prints."""
     from napari_seem.batch import ModelSpec, plan_jobs, run_jobs, write_summary
 
-    if args.checkpoint and not Path(args.checkpoint).is_file():
-        raise ValueError(f"checkpoint not found: {args.checkpoint}")
+    _check_common(args)
     workers = 0 if args.local else args.workers
     if workers is None:
         workers = max(1, (os.cpu_count() or 1) // (args.threads or 1))
