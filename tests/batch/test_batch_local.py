@@ -29,11 +29,12 @@ def test_propagate_along_another_axis_gives_the_same_labels_in_the_files_axis_or
     prompts = tmp_path / "prompts.json"
     prompts.write_text(json.dumps({"movie.tif": objects, "volume.tif": objects}))
 
+    never_lost = ("--lost-iou", "0", "--lost-score", "0")  # random weights: faint masks, kept anyway
     code, _ = run_local("propagate", [tmp_path / "movie.tif"], tmp_path / "t", tiny_checkpoint,
-                        "--prompts", str(prompts))
+                        "--prompts", str(prompts), *never_lost)
     assert code == 0
     code, summary = run_local("propagate", [tmp_path / "volume.tif"], tmp_path / "z", tiny_checkpoint,
-                              "--prompts", str(prompts), "--axis", "2", "--direction", "both")
+                              "--prompts", str(prompts), "--axis", "2", "--direction", "both", *never_lost)
     assert code == 0
     movie = tifffile.imread(tmp_path / "t" / "movie_labels.tif")
     volume = tifffile.imread(tmp_path / "z" / "volume_labels.tif")

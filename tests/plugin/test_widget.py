@@ -109,7 +109,7 @@ def test_click_segments_a_new_object_keeps_user_labels_and_ctrl_z_reverts(seem, 
     assert set(np.unique(labels.data)) == {0, 5, 6}
     assert widget.object_id == 6 and points.features["object"].tolist() == [6]
     row = labels.features.set_index("index").loc[6]
-    assert row["source"] == "prompt" and 0 < row["score"] <= 1
+    assert row["source"] == "prompt" and 0 <= row["score"] <= 1
 
     viewer.layers.selection.active = labels
     QTest.keyClick(viewer.window._qt_viewer.canvas.native, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
@@ -247,7 +247,7 @@ def test_cancel_mid_propagation_keeps_finished_frames_and_nothing_later(seem, qt
     for t in range(written[-1] + 1, 10):
         assert not labels[t].any(), f"frame {t} written after cancel"
     model, _ = build_with_weights(tiny_config())  # the same weights: what each whole frame must be
-    session = VideoSession(SeemPredictor(model, target_size=TARGET_SIZE), image.data)
+    session = VideoSession(SeemPredictor(model, target_size=TARGET_SIZE), image.data, **widget.controller.lost_options)
     session.add_objects(0, labels_to_prompts(labels[0]))
     for frame in session.propagate("forward", stop=written[-1]):
         np.testing.assert_array_equal(labels[frame.frame], session.labels(frame.frame, np.int32))

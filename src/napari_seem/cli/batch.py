@@ -56,6 +56,10 @@ def add_batch_parsers(sub) -> None:
     propagate.add_argument("--axis", type=int, default=0, help="the propagation axis of the stack (default 0)")
     propagate.add_argument("--direction", choices=("forward", "backward", "both"), default="both",
                            help="from each object's last prompted frame (default both)")
+    propagate.add_argument("--lost-iou", type=float, default=0.1,
+                           help="an object whose mask overlaps its previous one less than this is lost (default 0.1)")
+    propagate.add_argument("--lost-score", type=float, default=0.3,
+                           help="an object whose mask stability is below this is lost (default 0.3; 0: never)")
     propagate.set_defaults(func=run_propagate)
 
 
@@ -123,7 +127,8 @@ def run_propagate(args: argparse.Namespace) -> dict[str, Any]:
 
     inputs = find_inputs(args.inputs)
     objects = _objects(args.prompts, inputs)
-    return _run(args, inputs, [PropagateOptions(tuple(o), args.axis, args.direction) for o in objects], None)
+    return _run(args, inputs, [PropagateOptions(tuple(o), args.axis, args.direction, args.lost_iou, args.lost_score)
+                                  for o in objects], None)
 
 
 def _objects(prompts_path: str, inputs: list[Path]) -> list:

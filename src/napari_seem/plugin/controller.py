@@ -356,6 +356,8 @@ class SeemController:
         self.tiled = None  # a TiledPredictor on the same model, for planes too large to shrink
         self._loaded_choice: tuple | None = None
         self._custom: models.LoadedModel | None = None
+        # VideoSession's lost-object criteria for propagation (lost_score=0 and lost_iou=0: never lost).
+        self.lost_options: dict[str, float] = {"lost_iou": 0.1, "lost_score": 0.3}
         self.memory: dict[tuple[tuple[int, ...], int], Any] = {}  # (labels plane, id) -> last ObjectResult
         self.prompt_keys: dict[tuple[tuple[int, ...], int], tuple] = {}
 
@@ -525,7 +527,8 @@ class SeemController:
         from napari_seem.engine import VideoSession
 
         predictor = self.ensure_model()
-        session = VideoSession(predictor, job.stack, channel_axis=job.stack.channel_axis, channels=job.channels)
+        session = VideoSession(predictor, job.stack, channel_axis=job.stack.channel_axis, channels=job.channels,
+                               **self.lost_options)
         session.add_objects(job.source, job.prompts)
         yield from session.propagate(job.direction, stop=job.stop)
 
