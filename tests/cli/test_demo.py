@@ -30,6 +30,8 @@ def test_main_job_runs_offline_on_the_embedded_default(tmp_path, capsys):
         assert 0.0 <= obj["iou"] <= 1.0
     assert report["ground_truth"]["objects"] == len(np.unique(truth)) - 1
     assert tifffile.imread(out / "labels_everything.tif").shape == truth.shape
+    assert tifffile.imread(out / "labels_boxes.tif").shape == truth.shape
+    assert all(0.0 <= o["box_iou"] <= 1.0 for o in report["clicks"])
     assert (out / "overlay.png").stat().st_size > 0
     assert json.loads(capsys.readouterr().out)["image_shape"] == list(truth.shape)
 

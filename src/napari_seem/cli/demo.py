@@ -3,13 +3,13 @@
 By default it segments the bundled held-out nucleus image (``io/assets``, CC0, with ground truth)
 the way a user would: the image is encoded once, then a few nuclei are clicked one at a time (each
 click at the nucleus's interior point farthest from its boundary, the evaluation protocol's first
-click), the text prompt is decoded, and everything is segmented with the vocabulary
-``[text]``. It writes the labels (TIFF), an overlay (PNG) and a JSON report with the weights
+click) and, separately, boxed (their bounding boxes), the text prompt is decoded, and everything is
+segmented with the vocabulary ``[text]``. It writes the labels (TIFF), an overlay (PNG) and a JSON report with the weights
 statement, timings and, when ground truth is at hand, the IoU of every clicked nucleus and the
 matched instances of segment-everything.
 
 ``--image PATH`` segments your own 2D image instead (clicks then go to the brightest spots of a
-smoothed copy, and there is no ground truth); ``--checkpoint`` / ``--variant`` choose another model
+smoothed copy, there are no boxes and no ground truth); ``--checkpoint`` / ``--variant`` choose another model
 (an official SEEM checkpoint, a fine-tuned napari-seem one, or random weights of a preset).
 """
 
@@ -105,7 +105,7 @@ def run_demo(args: argparse.Namespace) -> dict:
 
     from napari_seem.engine import SeemPredictor
     from napari_seem.engine.conversion import mask_iou
-    from napari_seem.prompts import ObjectPrompt, Point
+    from napari_seem.prompts import Box, ObjectPrompt, Point
 
     torch.set_num_threads(args.threads)
     out_dir = Path(args.out)
@@ -130,6 +130,13 @@ def run_demo(args: argparse.Namespace) -> dict:
             row["iou"] = round(mask_iou(result.mask, truth == truth_id), 3)
         objects.append(row)
     timings["click_decode_s"] = float(np.median(click_times)) if click_times else 0.0
+    boxed = np.zeros(shape, np.uint16)
+    for row in objects if truth is not None else []:
+        ys, xs = np.nonzero(truth == truth[tuple(row["click_yx"])])
+        result = predictor.predict(ObjectPrompt(boxes=[Box(ys.min(), xs.min(), ys.max(), xs.max())]))[0]
+        boxed[result.mask & (boxed == 0)] = row["label"]
+        row["box_yxyx"] = [int(ys.min()), int(xs.min()), int(ys.max()), int(xs.max())]
+        row["box_iou"] = round(mask_iou(result.mask, truth == truth[tuple(row["click_yx"])]), 3)
 
     start = time.perf_counter()
     texted = predictor.predict(ObjectPrompt(text=args.text))[0]
@@ -139,6 +146,8 @@ def run_demo(args: argparse.Namespace) -> dict:
     timings["everything_s"] = time.perf_counter() - start
 
     tifffile.imwrite(out_dir / "labels_clicks.tif", clicked)
+    if truth is not None:
+        tifffile.imwrite(out_dir / "labels_boxes.tif", boxed)
     tifffile.imwrite(out_dir / "labels_text.tif", texted.mask.astype(np.uint8))
     tifffile.imwrite(out_dir / "labels_everything.tif", everything.labels.astype(np.uint16))
     _write_overlay(predictor.prepared, clicked, everything.labels, out_dir / "overlay.png")
@@ -158,6 +167,7 @@ def run_demo(args: argparse.Namespace) -> dict:
         report["ground_truth"] = {
             "objects": int(len(np.unique(truth[truth > 0]))),
             "clicked_mean_iou": round(float(np.mean(ious)), 3) if ious else None,
+            "boxed_mean_iou": round(float(np.mean([o["box_iou"] for o in objects])), 3) if objects else None,
             "text_iou_with_all_objects": round(mask_iou(texted.mask, truth > 0), 3),
             "everything_mean_matched_iou": round(float(np.mean(_matched_ious(everything.labels, truth))), 3),
         }
