@@ -1,5 +1,6 @@
 """The result score: a mask's stability under a change of threshold (what marks lost objects)."""
 
+import numpy as np
 import torch
 
 from napari_seem.engine.conversion import stability_score
@@ -21,3 +22,47 @@ def test_empty_mask_scores_zero():
     empty = torch.full((16, 16), -5.0)
     assert stability_score(empty, empty > 0) == 0.0
     assert stability_score(empty) == 0.0
+
+
+def test_only_the_parts_touching_the_prompt_are_kept_and_dropped_from_the_memory():
+    from napari_seem.engine.conversion import CLIPPED_LOGIT, keep_prompted_parts, restrict_to_prompt
+
+    mask = np.zeros((40, 40), bool)
+    mask[2:10, 2:10] = True  # the clicked nucleus
+    mask[25:35, 25:35] = True  # a look-alike neighbour the mask spilled onto
+    click = np.zeros_like(mask)
+    click[5, 5] = True
+    kept = keep_prompted_parts(mask, click)
+    assert kept[2:10, 2:10].all() and not kept[25:35, 25:35].any()
+
+    nowhere = np.zeros_like(mask)
+    nowhere[20, 0] = True  # a click in no part (a hole): nothing is cut
+    assert keep_prompted_parts(mask, nowhere) is mask
+
+    logits = torch.full((10, 10), 5.0)  # 1/4 resolution, one cell per 4x4 pixels (scale 1)
+    kept, memory = restrict_to_prompt(mask, logits, click, 1.0, (4.0, 4.0))
+    assert (memory[7:9, 7:9] == CLIPPED_LOGIT).all()  # the neighbour's cells
+    assert (memory[0:3, 0:3] == 5.0).all()  # the kept nucleus's cells
+
+
+def test_a_clicked_result_has_no_part_away_from_the_click():
+    from scipy.ndimage import label
+
+    from napari_seem.engine import SeemPredictor
+    from napari_seem.model import build_seem
+    from napari_seem.prompts import ObjectPrompt, Point
+    from tiny import tiny_config
+
+    torch.manual_seed(0)
+    model = build_seem(tiny_config())
+    plane = np.random.default_rng(3).integers(0, 4000, (90, 110)).astype(np.uint16)
+    loose, strict = SeemPredictor(model, target_size=96, keep_connected=False), SeemPredictor(model, target_size=96)
+    for predictor in (loose, strict):
+        predictor.set_image(plane)
+    prompt = ObjectPrompt(points=[Point(40, 50)])
+    full, cut = loose.predict(prompt)[0].mask, strict.predict(prompt)[0].mask
+    assert not (cut & ~full).any()  # only ever removes pixels
+    parts, count = label(cut, structure=np.ones((3, 3), bool))
+    if full[39:42, 49:52].any():  # the mask reaches the click: every kept part touches it
+        near = set(np.unique(parts[39:42, 49:52])) - {0}
+        assert set(range(1, count + 1)) == near

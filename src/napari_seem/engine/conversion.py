@@ -57,6 +57,59 @@ def logits_to_results(
     return results
 
 
+CLIPPED_LOGIT = -10.0  # memory logits of cut-away regions are held at most this (sigmoid ~ 0)
+
+
+def keep_prompted_parts(mask: np.ndarray, prompt_pixels: np.ndarray) -> np.ndarray:
+    """The connected parts (8-connected) of bool ``mask [H, W]`` that touch ``prompt_pixels [H, W]``
+    (the positive prompt), or ``mask`` unchanged when no part does (e.g. a click in a hole).
+
+    A cell or nucleus is one connected object, while SEEM's mask for a click can spill onto
+    separate neighbours that look alike; on held-out DSB nuclei this took the default model's
+    one-click IoU from 0.34 to 0.62 (``benchmarks/default_model_prompts.py``)."""
+    from scipy.ndimage import label
+
+    parts, count = label(mask, structure=np.ones((3, 3), bool))
+    if count <= 1:
+        return mask
+    touched = np.unique(parts[prompt_pixels & mask])
+    if touched.size == 0:
+        return mask
+    return np.isin(parts, touched)
+
+
+def cells_of(pixels: np.ndarray, scale: float, cell: tuple[float, float], grid: tuple[int, int]) -> np.ndarray:
+    """Bool ``grid`` of the 1/4-resolution logit cells that hold any of the plane ``pixels [H, W]``
+    (plane pixel centre ``(y + 0.5) * scale`` model pixels; a cell spans ``cell`` model pixels)."""
+    ys, xs = np.nonzero(pixels)
+    out = np.zeros(grid, dtype=bool)
+    rows = np.minimum(((ys + 0.5) * scale / cell[0]).astype(int), grid[0] - 1)
+    cols = np.minimum(((xs + 0.5) * scale / cell[1]).astype(int), grid[1] - 1)
+    out[rows, cols] = True
+    return out
+
+
+def restrict_to_prompt(
+    mask: np.ndarray, logits: torch.Tensor, anchor: np.ndarray, scale: float, cell: tuple[float, float]
+) -> tuple[np.ndarray, torch.Tensor]:
+    """``mask [H, W]`` reduced to its parts touching ``anchor`` (:func:`keep_prompted_parts`), and
+    ``logits [h, w]`` (the memory for the next round or frame) held at ``CLIPPED_LOGIT`` at most in
+    the cells that hold cut pixels and no kept ones. ``scale``/``cell``: as for :func:`cells_of`."""
+    kept = keep_prompted_parts(mask, anchor)
+    if kept is mask:
+        return mask, logits
+    grid = tuple(logits.shape)
+    cut = cells_of(mask & ~kept, scale, cell, grid) & ~cells_of(kept, scale, cell, grid)
+    cut = torch.from_numpy(cut).to(logits.device)
+    return kept, torch.where(cut, logits.clamp(max=CLIPPED_LOGIT), logits)
+
+
+def logit_cell_size(features: ImageFeatures, grid: Sequence[int]) -> tuple[float, float]:
+    """Model pixels per 1/4-resolution logit cell (the ``grid`` spans the padded model size)."""
+    height, width = features.padded_size
+    return height / grid[0], width / grid[1]
+
+
 STABILITY_OFFSET = 1.0  # logits: the mask at sigmoid 0.27 vs at 0.73
 
 

@@ -50,12 +50,20 @@ from napari_seem.model.postprocess import (
 from napari_seem.model.visual_sampler import VisualPrompt
 from napari_seem.prompts import Box, MaskPrompt, ObjectPrompt, Point, PromptError, ReferenceRegion, Scribble, rasterize, validate
 
-from .conversion import ObjectResult, classify_embedding, resize_mask_nearest, resize_nearest, stability_score
+from .conversion import (
+    CLIPPED_LOGIT,
+    ObjectResult,
+    classify_embedding,
+    logit_cell_size,
+    resize_mask_nearest,
+    resize_nearest,
+    restrict_to_prompt,
+    stability_score,
+)
 from .feature_cache import FeatureCache, encode_prepared
 from .image import DEFAULT_TARGET_SIZE, PreparedImage, prepare_image
 
 MAX_OBJECTS_PER_PASS = 32  # v1's 32 memory tokens are split among the objects of one pass
-CLIPPED_LOGIT = -10.0  # memory logits outside a box's allowed region are held at most this (sigmoid ~ 0)
 
 
 @dataclass
@@ -80,7 +88,10 @@ class SeemPredictor:
     """``box_weight`` (0..1): weight of the box fit against the embedding match when choosing the answer
     to a box prompt (0 = the plain embedding selection). ``box_margin``: a box-prompted mask is clipped
     to the box grown by this fraction of its height/width on each side (``None`` = no clipping).
-    ``cache``: an on-disk :class:`FeatureCache` that encodes go through (``None``: memory only)."""
+    ``cache``: an on-disk :class:`FeatureCache` that encodes go through (``None``: memory only).
+    ``keep_connected``: a visual prompt's mask keeps only its connected parts that touch the positive
+    prompt (:func:`~napari_seem.engine.conversion.keep_prompted_parts`; cells are connected objects),
+    and the memory for the next round drops the rest too."""
 
     def __init__(
         self,
@@ -90,6 +101,7 @@ class SeemPredictor:
         box_weight: float = 0.5,
         box_margin: float | None = 0.1,
         cache: FeatureCache | None = None,
+        keep_connected: bool = True,
     ) -> None:
         if not 0.0 <= box_weight <= 1.0:
             raise ValueError(f"box_weight must be in [0, 1], got {box_weight}")
@@ -101,6 +113,7 @@ class SeemPredictor:
         self.box_weight = box_weight
         self.box_margin = box_margin
         self.cache = cache
+        self.keep_connected = keep_connected
         self.prepared: PreparedImage | None = None
         self.features: ImageFeatures | None = None
         self.vocabulary: list[str] | None = None
@@ -222,7 +235,8 @@ class SeemPredictor:
             if prompt.boxes:
                 query = self._select_for_box(pred.masks[0], match[0, :, n], _union_box(model_prompt.boxes))
             box = _union_box(prompt.boxes) if prompt.boxes else None
-            results.append(self._result(pred.masks[0, query], pred.class_emb[0, query], box))
+            anchor = rasterize(prompt, self.prepared.original_shape)[0] if self.keep_connected else None
+            results.append(self._result(pred.masks[0, query], pred.class_emb[0, query], box, anchor))
         return results
 
     def _select_for_box(self, masks: torch.Tensor, match: torch.Tensor, box: BoxYX) -> int:
@@ -313,9 +327,11 @@ class SeemPredictor:
         return EverythingResult(labels_full, [names[c] for c in class_ids], class_ids, [s["score"] for s in segments])
 
     # ------------------------------------------------------------------ results
-    def _result(self, logits: torch.Tensor, class_emb: torch.Tensor, box: BoxYX | None = None) -> ObjectResult:
+    def _result(self, logits: torch.Tensor, class_emb: torch.Tensor, box: BoxYX | None = None,
+                anchor: np.ndarray | None = None) -> ObjectResult:
         """``logits [h, w]`` (1/4 model resolution) -> full-resolution result; with a prompt ``box``
-        (plane coordinates) and a ``box_margin``, the mask is clipped to the grown box."""
+        (plane coordinates) and a ``box_margin``, the mask is clipped to the grown box; with an
+        ``anchor`` (bool plane mask of the positive prompt) it keeps the parts that touch it."""
         features, prepared = self.features, self.prepared
         model_res = resize_mask_logits(logits[None, None], features.padded_size, features.image_size)
         full = F.interpolate(model_res, size=prepared.original_shape, mode="bilinear", align_corners=False)[0, 0]
@@ -328,10 +344,14 @@ class SeemPredictor:
             mask &= inside
             # The memory for the next round then covers no more than what the user sees.
             logits = torch.where(self._feature_region(box, logits.shape), logits, logits.clamp(max=CLIPPED_LOGIT))
-        clipped = (full > 0) & ~mask  # cut by the box: part of neither threshold's mask
-        score = stability_score(full.masked_fill(clipped, float("-inf")), mask)
+        mask = mask.cpu().numpy()
+        if anchor is not None:  # the memory drops the cut parts too
+            mask, logits = restrict_to_prompt(mask, logits, anchor, prepared.scale,
+                                              logit_cell_size(features, logits.shape))
+        clipped = (full > 0) & ~torch.from_numpy(mask).to(full.device)  # cut by box or parts: in neither mask
+        score = stability_score(full.masked_fill(clipped, float("-inf")), torch.from_numpy(mask))
         name, class_score = classify_embedding(class_emb, self.model, self.vocabulary)
-        return ObjectResult(mask.cpu().numpy(), logits.cpu(), score, name, class_score)
+        return ObjectResult(mask, logits.cpu(), score, name, class_score)
 
     def _feature_region(self, box: BoxYX, shape: torch.Size) -> torch.Tensor:
         """Bool ``shape`` (1/4 of the padded model size): cells that may touch the grown ``box`` (plane
