@@ -180,7 +180,11 @@ def describe_trained(record: dict[str, Any], label: str = "napari-seem") -> str:
     loss = metrics.get("loss_mean_last50")
     if isinstance(loss, (int, float)) and loss == loss:  # not NaN
         parts.append(f"final loss {loss:.3f}")
-    if settings.get("init_checkpoint"):
+    lineage = record.get("lineage") or []
+    if lineage:  # a packaged model: its earlier stages are on record
+        earlier = sum(int((stage.get("metrics") or {}).get("steps") or 0) for stage in lineage)
+        parts.append(f"last of {len(lineage) + 1} training stages ({earlier + int(steps or 0)} steps in all)")
+    elif settings.get("init_checkpoint"):
         parts.append(f"started from {Path(str(settings['init_checkpoint'])).name}")
     revision = record.get("code_revision") or {}
     code = (revision.get("git") or "")[:8] or revision.get("version")
