@@ -3,9 +3,8 @@
     xvfb-run -a .venv/bin/python scripts/screenshot.py [--out docs/screenshot.png]
 
 The scene: the synthetic nuclei time-lapse (File > Open Sample), three nuclei boxed on frame 0 as
-three objects, carried through the time-lapse by propagation. It runs
-on the built-in tiny model with RANDOM weights (the trained default model does not exist yet), so
-the masks show what the widget does, not a real segmentation; the widget says so.
+three objects, carried through the time-lapse by propagation, with the embedded default model
+(``default_tiny``, trained; the widget's first model entry).
 ``tests/plugin/test_screenshot.py`` builds the same scene and checks the picture is not blank.
 """
 
@@ -44,15 +43,15 @@ def nuclei_boxes(frame: np.ndarray, count: int = 3, pad: int = 4) -> list[np.nda
 
 def make_scene(viewer, model: str | None = None):
     """Open the widget in ``viewer``, box three nuclei on frame 0 and carry them through the
-    time-lapse; returns the widget."""
+    time-lapse with ``model`` (a model menu entry; default: the embedded default); returns the widget."""
     import napari_seem
-    from napari_seem.plugin.models import RANDOM_TINY
+    from napari_seem.plugin.models import EMBEDDED_DEFAULT
     from napari_seem.plugin.samples import nuclei_timelapse
 
     register_plugin()
     data, meta, _ = nuclei_timelapse(frames=8, size=256)[0]
     image = viewer.add_image(data, **meta)
-    widget = napari_seem.annotate(viewer, image, model=model or RANDOM_TINY, vocabulary="nucleus, cell")
+    widget = napari_seem.annotate(viewer, image, model=model or EMBEDDED_DEFAULT, vocabulary="nucleus, cell")
     _, shapes = widget.ensure_prompt_layers()
     viewer.dims.set_point(0, 0)
     for box in nuclei_boxes(data[0]):
