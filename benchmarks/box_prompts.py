@@ -12,6 +12,7 @@ Each ground-truth instance's bounding box is the prompt, given to the engine (``
 All objects of an image are prompted in one ``predict`` call (v1 keeps them apart), once per strategy.
 
     .venv/bin/python benchmarks/box_prompts.py [--images 4] [--instances 10] [--checkpoint seem_focalt_v1.pt]
+    .venv/bin/python benchmarks/box_prompts.py --embedded --names dsb_003 dsb_009 ... --instances 1000
 
 Without ``--checkpoint`` the model has random weights (torch seed 0): its IoUs only show that the
 pipeline runs and say nothing about the strategies.
@@ -93,6 +94,8 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=10, help="instances per image, spread over the ids")
     parser.add_argument("--variant", default="focalt_v1", choices=sorted(PRESETS))
     parser.add_argument("--checkpoint", help="an official SEEM checkpoint matching --variant (default: random weights)")
+    parser.add_argument("--embedded", action="store_true", help="use the embedded default model instead")
+    parser.add_argument("--names", nargs="*", help="these images (e.g. the held-out ones) instead of --images")
     parser.add_argument("--target-size", type=int, default=512)
     parser.add_argument("--box-weight", type=float, default=0.5)
     parser.add_argument("--margin", type=float, default=0.1)
@@ -101,15 +104,22 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    model, weights = build_with_weights(args.variant, args.checkpoint)
+    if args.embedded:
+        from napari_seem.loading import load_model
+
+        model, weights, args.variant = load_model(), "the embedded default model", "default_tiny"
+    else:
+        model, weights = build_with_weights(args.variant, args.checkpoint)
     print(f"model: {args.variant}, {weights}")
-    if not args.checkpoint:
+    if not (args.checkpoint or args.embedded):
         print("WARNING: random-weight model: the IoUs below only show that the pipeline runs; "
               "they say nothing about which box strategy is better.")
 
     with open(args.data / "manifest.csv") as f:
         manifest = list(csv.DictReader(f))
     rows = [manifest[i] for i in pick(len(manifest), args.images)]
+    if args.names:
+        rows = [r for r in manifest if r["name"] in set(args.names)]
     predictor = SeemPredictor(model, target_size=args.target_size)
     ious: dict[str, list[float]] = {s: [] for s in STRATEGIES}
     per_image = []
