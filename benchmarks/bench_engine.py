@@ -5,17 +5,20 @@ Prints medians (after one warm-up) of:
 * one refinement round with memory (two clicks, ``previous=`` the first answer);
 * one text prompt;
 * one propagation step for 1 and for 10 objects, with both frames' features cached (decode only)
-  and with the new frame read and encoded (what streaming through a stack costs per frame);
+  and with the new frame read and encoded (what streaming through a stack costs per frame), next
+  to a frame's encode, and what each object beyond the first adds to a step, as a share of it;
 and the peak RSS (``resource.getrusage``) while 10 objects are propagated through ``--frames``
 frames of a lazily generated 512x512 uint16 dask array, with the session's feature cache bounded.
 The lost thresholds are off (``lost_iou=0, lost_score=0``) so that random weights keep every object.
 
-Peak RSS includes what glibc's allocator keeps after freeing the evicted frames' features: it creeps
-up with the frame count by default; with ``MALLOC_MMAP_THRESHOLD_=131072`` in the environment large
-blocks go back to the system and the RSS levels off once the cache is full (the stored results,
-a bool mask and ``[h, w]`` logits per object and frame, still grow, and are printed).
+Before each frame's encode the session hands the memory freed by earlier frames back to the system
+(``engine.heap.release_free_memory``, glibc's ``malloc_trim``); without it glibc keeps the freed
+feature maps and the RSS creeps up with the frame count. With it the RSS levels off once the cache
+is full, apart from the stored results (a bool mask and ``[h, w]`` logits per object and frame),
+which grow and are printed.
 
     .venv/bin/python benchmarks/bench_engine.py [--frames 100] [--threads 2] [--repeats 5]
+    .venv/bin/python benchmarks/bench_engine.py --only streaming    # the peak RSS of the streaming run alone
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ import time
 import numpy as np
 import torch
 
-from timing import median_seconds
+from timing import median_seconds, run_seconds
 from napari_seem.engine import SeemPredictor, VideoSession
+from napari_seem.engine.image import prepare_image
 from napari_seem.model import build_seem
 from napari_seem.prompts import ObjectPrompt, Point
 
@@ -78,7 +82,14 @@ def prompt_latencies(predictor: SeemPredictor, repeats: int) -> None:
 
 
 def step_latencies(predictor: SeemPredictor, repeats: int) -> None:
+    """Per-step propagation cost for 1 and 10 objects, and each extra object's share of a frame's encode."""
     stack = random_stack(2)
+    image = torch.from_numpy(prepare_image(np.asarray(stack[0])).rgb)[None]
+    with torch.no_grad():
+        encodes = run_seconds(lambda: predictor.model.encode(image), repeats)
+    encode = statistics.median(encodes)
+    print(f"frame encode (model.encode):     {1000 * encode:7.0f} ms (min {1000 * min(encodes):.0f} ms)")
+    decode_only = {}
     for count in (1, 10):
         session = VideoSession(predictor, stack, lost_iou=0.0, lost_score=0.0)
         session.add_objects(0, clicks(count))
@@ -96,8 +107,12 @@ def step_latencies(predictor: SeemPredictor, repeats: int) -> None:
         for _ in range(repeats + 1):
             with_encode()
         encoded = statistics.median(durations[1:])
+        decode_only[count] = cached
         print(f"propagation step, {count:2d} object(s): {1000 * cached:7.0f} ms decode only, "
               f"{1000 * encoded:7.0f} ms with the frame's encode")
+    extra = (decode_only[10] - decode_only[1]) / 9
+    print(f"each extra object in a step:     {1000 * extra:7.1f} ms = {100 * extra / encode:.1f}% of a frame's encode "
+          f"({100 * extra / min(encodes):.1f}% of its fastest)")
 
 
 def streaming_run(predictor: SeemPredictor, frames: int, cache: int) -> None:
@@ -124,6 +139,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--variant", default="focalt_v1")
+    parser.add_argument("--only", choices=("prompts", "steps", "streaming"),
+                        help="run one part (e.g. 'streaming' for a peak RSS of the streaming run alone)")
     args = parser.parse_args()
     import dask
 
@@ -133,9 +150,12 @@ def main() -> None:
     predictor = SeemPredictor(build_seem(args.variant))
     print(f"{args.variant}, RANDOM weights, fp32, {args.threads} threads, {SIZE}x{SIZE}, torch {torch.__version__}")
     print(f"peak RSS after building the model: {peak_rss_mib():.0f} MiB")
-    prompt_latencies(predictor, args.repeats)
-    step_latencies(predictor, args.repeats)
-    streaming_run(predictor, args.frames, args.cache)
+    if args.only in (None, "prompts"):
+        prompt_latencies(predictor, args.repeats)
+    if args.only in (None, "steps"):
+        step_latencies(predictor, args.repeats)
+    if args.only in (None, "streaming"):
+        streaming_run(predictor, args.frames, args.cache)
 
 
 if __name__ == "__main__":

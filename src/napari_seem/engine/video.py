@@ -66,8 +66,16 @@ from napari_seem.model import ImageFeatures
 from napari_seem.model.postprocess import select_by_embedding
 from napari_seem.prompts import ObjectPrompt, PromptError, ReferenceRegion, validate
 
-from .conversion import logits_to_model_masks, logits_to_results, mask_iou, resize_mask_nearest
+from .conversion import (
+    logit_cell_size,
+    logits_to_model_masks,
+    logits_to_results,
+    mask_iou,
+    resize_mask_nearest,
+    restrict_to_prompt,
+)
 from .feature_cache import FeatureCache, encode_prepared
+from .heap import release_free_memory
 from .image import PreparedImage, prepare_image
 from .predictor import MAX_OBJECTS_PER_PASS, ObjectResult, SeemPredictor
 
@@ -185,12 +193,15 @@ class VideoSession:
         prepared = prepare_image(plane, self._plane_channel_axis, self.channels, self.predictor.target_size)
         if prepared.original_shape != self.plane_shape:
             raise ValueError(f"frame {frame} has plane shape {prepared.original_shape}, expected {self.plane_shape}")
+        # Make room first and hand what earlier frames freed back to the system, so that the encode
+        # below reuses it instead of growing the process (resident memory would creep up per frame).
+        while len(self._cache) >= self.max_cached_frames:
+            self._cache.popitem(last=False)
+        release_free_memory()
         if self.feature_cache is not None:
             features = _prompt_half(self.feature_cache.get_or_encode(self.model, prepared))
         else:
             features = _prompt_half(encode_prepared(self.model, prepared))
-        while len(self._cache) >= self.max_cached_frames:
-            self._cache.popitem(last=False)
         entry = self._cache[frame] = _EncodedFrame(prepared, features)
         return entry
 
@@ -448,6 +459,7 @@ class VideoSession:
                 masks = logits_to_model_masks(logits, source.features)  # [N, H_img, W_img]
                 anchor = [self._anchor_embedding(o, anchors[o]) for o in chunk]
                 for o, result in zip(chunk, self._decode_from(source, target, masks, logits[None], anchor)):
+                    result = self._restrict(result, before[o], target)
                     if self._is_lost(result, before[o]):
                         lost.add(o)
                     else:
@@ -458,6 +470,16 @@ class VideoSession:
         if frame is None or self.anchor_weight == 0:
             return None
         return self._anchor_embeddings.get(object_id, {}).get(frame)
+
+    def _restrict(self, result: ObjectResult, before: ObjectResult, frame: _EncodedFrame) -> ObjectResult:
+        """``result`` cut to its parts that overlap the object's previous mask, when the predictor keeps
+        connected parts (a cell is connected and moves little between frames; what spilled onto a
+        separate neighbour is dropped, from the memory too). The score stays the whole mask's."""
+        if not self.predictor.keep_connected:
+            return result
+        mask, logits = restrict_to_prompt(result.mask, result.logits, before.mask, frame.prepared.scale,
+                                          logit_cell_size(frame.features, result.logits.shape))
+        return replace(result, mask=mask, logits=logits)
 
     def _is_lost(self, new: ObjectResult, before: ObjectResult) -> bool:
         if not new.mask.any():
