@@ -33,6 +33,7 @@ from scipy.ndimage import binary_erosion
 from napari_seem.engine import SeemPredictor
 from napari_seem.engine.conversion import mask_iou
 from napari_seem.evaluation.clicks import first_click
+from napari_seem.evaluation.instances import matched_ious
 from napari_seem.loading import load_model
 from napari_seem.prompts import Box, MaskPrompt, ObjectPrompt, Point, ReferenceRegion, Scribble
 from napari_seem.training.data import read_folder_item
@@ -59,15 +60,6 @@ def visual_prompts(target: np.ndarray, image: np.ndarray) -> dict[str, ObjectPro
         "mask": ObjectPrompt(masks=[MaskPrompt(eroded if eroded.any() else target)]),
         "reference": ObjectPrompt(reference=ReferenceRegion(image, target)),
     }
-
-
-def matched_ious(predicted: np.ndarray, labels: np.ndarray) -> list[float]:
-    out = []
-    for i in np.unique(labels[labels > 0]):
-        target = labels == i
-        candidates = np.unique(predicted[target & (predicted > 0)])
-        out.append(max((mask_iou(predicted == c, target) for c in candidates), default=0.0))
-    return out
 
 
 def evaluate(predictor: SeemPredictor, data: Path, names: list[str], texts: list[str], min_area: int) -> dict:

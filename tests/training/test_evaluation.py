@@ -148,3 +148,16 @@ def test_train_cli_writes_a_checkpoint(tmp_path, synthetic_folder, capsys):
     printed = capsys.readouterr().out
     assert "step 1/1" in printed
     assert json.loads(printed[printed.index("\n{") :])["steps"] == 1
+
+
+def test_matched_ious_takes_each_objects_best_instance():
+    from napari_seem.evaluation.instances import matched_ious
+
+    truth = np.zeros((10, 10), int)
+    truth[0:4, 0:4] = 1  # found exactly
+    truth[6:10, 6:10] = 2  # found half
+    truth[0:2, 8:10] = 3  # missed
+    predicted = np.zeros((10, 10), int)
+    predicted[0:4, 0:4] = 7
+    predicted[6:10, 6:8] = 9
+    assert matched_ious(predicted, truth) == [1.0, 0.5, 0.0]

@@ -53,13 +53,14 @@ class EverythingOptions:
 @dataclass(frozen=True)
 class PropagateOptions:
     """The stack's objects (each on its ``frame``), the propagation ``axis`` of the file's array, the
-    ``direction`` and the lost-object criteria (``VideoSession``'s ``lost_iou``/``lost_score``)."""
+    ``direction`` and the lost-object criteria (``VideoSession``'s ``lost_iou``/``lost_score``;
+    None: the session's defaults)."""
 
     objects: tuple[ObjectSpec, ...]
     axis: int = 0
     direction: str = "both"
-    lost_iou: float = 0.1
-    lost_score: float = 0.3
+    lost_iou: float | None = None
+    lost_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -261,7 +262,8 @@ def _propagate(predictor, task: Task) -> tuple[np.ndarray, list[dict], bool]:
     frames = _frames_along(array, options.axis, task.source)
     _check_frames(options.objects, frames.shape[0], task.source)
     predictor.set_vocabulary(None)
-    session = VideoSession(predictor, frames, lost_iou=options.lost_iou, lost_score=options.lost_score)
+    lost = {k: v for k, v in (("lost_iou", options.lost_iou), ("lost_score", options.lost_score)) if v is not None}
+    session = VideoSession(predictor, frames, **lost)
     for frame in sorted({o.frame for o in options.objects}):
         session.add_objects(frame, {o.object_id: o.prompt for o in options.objects if o.frame == frame})
     for _ in session.propagate(options.direction):

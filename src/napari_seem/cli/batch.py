@@ -56,10 +56,12 @@ def add_batch_parsers(sub) -> None:
     propagate.add_argument("--axis", type=int, default=0, help="the propagation axis of the stack (default 0)")
     propagate.add_argument("--direction", choices=("forward", "backward", "both"), default="both",
                            help="from each object's last prompted frame (default both)")
-    propagate.add_argument("--lost-iou", type=float, default=0.1,
-                           help="an object whose mask overlaps its previous one less than this is lost (default 0.1)")
-    propagate.add_argument("--lost-score", type=float, default=0.3,
-                           help="an object whose mask stability is below this is lost (default 0.3; 0: never)")
+    propagate.add_argument("--lost-iou", type=float,
+                           help="an object whose mask overlaps its previous one less than this is lost "
+                                "(default: VideoSession's lost_iou; 0: never)")
+    propagate.add_argument("--lost-score", type=float,
+                           help="an object whose mask stability is below this is lost "
+                                "(default: VideoSession's lost_score; 0: never)")
     propagate.set_defaults(func=run_propagate)
 
 

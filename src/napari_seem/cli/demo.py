@@ -87,24 +87,13 @@ def _click_points(plane: np.ndarray, labels: np.ndarray | None, count: int) -> l
     return [(int(y), int(x), 0) for y, x in peaks]
 
 
-def _matched_ious(predicted: np.ndarray, labels: np.ndarray) -> list[float]:
-    """For each ground-truth object, the IoU of its best-overlapping predicted instance (0 if none)."""
-    from napari_seem.engine.conversion import mask_iou
-
-    ious = []
-    for i in np.unique(labels[labels > 0]):
-        target = labels == i
-        candidates = np.unique(predicted[target & (predicted > 0)])
-        ious.append(max((mask_iou(predicted == c, target) for c in candidates), default=0.0))
-    return ious
-
-
 def run_demo(args: argparse.Namespace) -> dict:
     import tifffile
     import torch
 
     from napari_seem.engine import SeemPredictor
     from napari_seem.engine.conversion import mask_iou
+    from napari_seem.evaluation.instances import matched_ious
     from napari_seem.prompts import Box, ObjectPrompt, Point
 
     torch.set_num_threads(args.threads)
@@ -132,11 +121,12 @@ def run_demo(args: argparse.Namespace) -> dict:
     timings["click_decode_s"] = float(np.median(click_times)) if click_times else 0.0
     boxed = np.zeros(shape, np.uint16)
     for row in objects if truth is not None else []:
-        ys, xs = np.nonzero(truth == truth[tuple(row["click_yx"])])
+        target = truth == truth[tuple(row["click_yx"])]  # the clicked nucleus
+        ys, xs = np.nonzero(target)
         result = predictor.predict(ObjectPrompt(boxes=[Box(ys.min(), xs.min(), ys.max(), xs.max())]))[0]
         boxed[result.mask & (boxed == 0)] = row["label"]
         row["box_yxyx"] = [int(ys.min()), int(xs.min()), int(ys.max()), int(xs.max())]
-        row["box_iou"] = round(mask_iou(result.mask, truth == truth[tuple(row["click_yx"])]), 3)
+        row["box_iou"] = round(mask_iou(result.mask, target), 3)
 
     start = time.perf_counter()
     texted = predictor.predict(ObjectPrompt(text=args.text))[0]
@@ -169,7 +159,7 @@ def run_demo(args: argparse.Namespace) -> dict:
             "clicked_mean_iou": round(float(np.mean(ious)), 3) if ious else None,
             "boxed_mean_iou": round(float(np.mean([o["box_iou"] for o in objects])), 3) if objects else None,
             "text_iou_with_all_objects": round(mask_iou(texted.mask, truth > 0), 3),
-            "everything_mean_matched_iou": round(float(np.mean(_matched_ious(everything.labels, truth))), 3),
+            "everything_mean_matched_iou": round(float(np.mean(matched_ious(everything.labels, truth))), 3),
         }
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
     return report

@@ -348,8 +348,9 @@ class SeemPredictor:
         if anchor is not None:  # the memory drops the cut parts too
             mask, logits = restrict_to_prompt(mask, logits, anchor, prepared.scale,
                                               logit_cell_size(features, logits.shape))
-        clipped = (full > 0) & ~torch.from_numpy(mask).to(full.device)  # cut by box or parts: in neither mask
-        score = stability_score(full.masked_fill(clipped, float("-inf")), torch.from_numpy(mask))
+        kept = torch.from_numpy(mask).to(full.device)
+        clipped = (full > 0) & ~kept  # cut by the box or the parts: in neither threshold's mask
+        score = stability_score(full.masked_fill(clipped, float("-inf")), kept)
         name, class_score = classify_embedding(class_emb, self.model, self.vocabulary)
         return ObjectResult(mask, logits.cpu(), score, name, class_score)
 

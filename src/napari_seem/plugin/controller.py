@@ -356,8 +356,9 @@ class SeemController:
         self.tiled = None  # a TiledPredictor on the same model, for planes too large to shrink
         self._loaded_choice: tuple | None = None
         self._custom: models.LoadedModel | None = None
-        # VideoSession's lost-object criteria for propagation (lost_score=0 and lost_iou=0: never lost).
-        self.lost_options: dict[str, float] = {"lost_iou": 0.1, "lost_score": 0.3}
+        # Overrides of VideoSession's lost-object criteria for propagation (empty: its defaults;
+        # lost_iou=0 and lost_score=0: never lost).
+        self.lost_options: dict[str, float] = {}
         self.memory: dict[tuple[tuple[int, ...], int], Any] = {}  # (labels plane, id) -> last ObjectResult
         self.prompt_keys: dict[tuple[tuple[int, ...], int], tuple] = {}
 
