@@ -132,8 +132,8 @@ def _encoder_maps(cmp: Comparer, backbone, encoder_features, mask_features, mult
 
 def _spatial_arrays(cmp: Comparer, out, chosen) -> None:
     spatial = out.final["queries_spatial"]
-    cmp("pred_smasks", spatial.masks, per_query_axis=1, max_outlier_queries=1)
-    cmp("pred_smaskembs", spatial.mask_emb, per_query_axis=1, max_outlier_queries=1)
+    cmp("pred_smasks", spatial.masks, per_query_axis=1)
+    cmp("pred_smaskembs", spatial.mask_emb, per_query_axis=1)
     cmp("prev_mask", chosen)
     if "queries_object" in out.final:
         cmp("pred_logits", out.final["queries_object"].logits)
@@ -174,13 +174,13 @@ def parity_runs(model):
 
     def text_ours(fx, cmp):
         out, _ = our_text(model, model.encode(image(fx)), fx.meta["text"])
-        cmp("pred_gmasks", out.final["queries_grounding"].masks, per_query_axis=1, max_outlier_queries=1)
-        cmp("pred_gtexts", out.final["queries_grounding"].class_emb, per_query_axis=1, max_outlier_queries=1)
+        cmp("pred_gmasks", out.final["queries_grounding"].masks, per_query_axis=1)
+        cmp("pred_gtexts", out.final["queries_grounding"].class_emb, per_query_axis=1)
 
     def text_official(fx, cmp):
         _use_vocabulary(model, fx)
         out, _ = official_text(model, official_encode(model, image(fx)), fx.meta["text"])
-        cmp("pred_gmasks", out.final["queries_grounding"].masks, per_query_axis=1, max_outlier_queries=1)
+        cmp("pred_gmasks", out.final["queries_grounding"].masks, per_query_axis=1)
         cmp("pred_logits", out.final["queries_object"].logits)
 
     return [

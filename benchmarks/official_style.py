@@ -173,7 +173,7 @@ def official_memory(model: SeemModel, encoding: OfficialEncoding) -> DecoderMemo
         src.append(level_map.flatten(2).permute(2, 0, 1))
         pos.append(pe.flatten(2).permute(2, 0, 1).expand(-1, batch, -1))
     levels = predictor.cfg.num_feature_levels
-    keys_values = [layer.project_memory(src[i % levels], pos[i % levels])
+    keys_values = [layer.project_memory(src[i % levels], src[i % levels] + pos[i % levels])
                    for i, layer in enumerate(predictor.transformer_cross_attention_layers)]
     return DecoderMemory(src, pos, maps, sizes, encoding.mask_features, encoding.mask_features_flat, [], keys_values)
 

@@ -21,6 +21,18 @@ FIXTURES_DIR = Path(
 REL_TOL = 1e-4
 
 
+def outlier_budget(num_queries: int) -> int:
+    """Whole queries allowed off tolerance in a per-query comparison: 1 in 16, at least 1.
+
+    A query whose binarised cross-attention mask has a pixel at sigmoid = 0.5 flips under fp32
+    rounding noise (FIXTURES.md section 5). Measured: adding noise of 1e-6 x the maximum to the pixel
+    decoder's 3x3 convolutions (below their own fp32 rounding, ~2e-6) put 1, 4 and 5 of the 101
+    queries of v0b_interactive_round2_memory off tolerance over three seeds. A wrong model puts most
+    queries off, so the budget still catches one.
+    """
+    return max(1, num_queries // 16)
+
+
 def fixture_paths() -> list[Path]:
     """Every fixture ``.json`` (with its ``.npz``) in the fixtures directory."""
     if not FIXTURES_DIR.is_dir():
@@ -113,11 +125,12 @@ class Comparer:
         self.problems: list[str] = []
 
     def __call__(self, name: str, ours, ref_key: str | None = None, per_query_axis: int | None = None,
-                 max_outlier_queries: int = 0, reference: np.ndarray | None = None) -> None:
+                 max_outlier_queries: int | None = None, reference: np.ndarray | None = None) -> None:
         """Compare ``ours`` with the fixture array ``ref_key`` (default ``name``) or ``reference``.
 
-        ``per_query_axis``: compare query by query and allow up to ``max_outlier_queries`` whole
-        queries off tolerance (a pixel of a binarised attention mask flipping at sigmoid = 0.5)."""
+        ``per_query_axis``: compare query by query and allow up to ``max_outlier_queries`` (default
+        :func:`outlier_budget`) whole queries off tolerance (a pixel of a binarised attention mask
+        flipping at sigmoid = 0.5)."""
         ref = reference if reference is not None else self.fixture.arrays[ref_key or name]
         ours = ours.detach().cpu().numpy() if isinstance(ours, torch.Tensor) else np.asarray(ours)
         ours = ours.astype(np.float64).reshape(ref.shape) if ours.size == ref.size else ours
@@ -133,7 +146,8 @@ class Comparer:
             outliers = [int(q) for q in np.nonzero(per_query > REL_TOL * scale)[0]]
             inliers = np.delete(np.moveaxis(err, per_query_axis, 0), outliers, axis=0)
             max_err = float(inliers.max()) if inliers.size else 0.0
-            if len(outliers) > max_outlier_queries:
+            budget = outlier_budget(ref.shape[per_query_axis]) if max_outlier_queries is None else max_outlier_queries
+            if len(outliers) > budget:
                 self.problems.append(f"{name}: {len(outliers)} queries off tolerance: {outliers[:10]}")
         else:
             max_err = float(err.max()) if err.size else 0.0

@@ -164,8 +164,10 @@ class SeemDecoder(nn.Module):
             src.append(level_map.flatten(2).permute(2, 0, 1))
             pos.append(pe.flatten(2).permute(2, 0, 1).expand(-1, feat.shape[0], -1))
         levels = self.cfg.num_feature_levels
+        # Keys see features + positions; shared by the layers of a level, so added once per level.
+        keyed = [(s + p).contiguous() for s, p in zip(src, pos)]
         keys_values = [
-            layer.project_memory(src[i % levels], pos[i % levels])
+            layer.project_memory(src[i % levels], keyed[i % levels])
             for i, layer in enumerate(self.transformer_cross_attention_layers)
         ]
         flat = mask_features.flatten(2).contiguous()

@@ -110,10 +110,11 @@ class CrossAttentionLayer(nn.Module):
         out = self.multihead_attn.attend_projected(q, memory_keys, memory_values, allowed)
         return self.norm(x + out)
 
-    def project_memory(self, memory: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Key/value projections of image features ``memory [HW,B,C]``; they do not depend on prompts."""
+    def project_memory(self, memory: torch.Tensor, memory_with_pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Key/value projections of image features ``memory [HW,B,C]`` (keys from ``memory + pos``);
+        they do not depend on prompts."""
         attn = self.multihead_attn
-        return attn.project(memory + pos, 1), attn.project(memory, 2)
+        return attn.project(memory_with_pos, 1), attn.project(memory, 2)
 
 
 class FFNLayer(nn.Module):
