@@ -42,6 +42,7 @@ def test_rejects_filters_of_another_size():
 @pytest.fixture
 def small_threshold(monkeypatch):
     monkeypatch.setattr(pixel_decoder, "WINOGRAD_MIN_PIXELS", 16)
+    monkeypatch.setattr(pixel_decoder, "WINOGRAD_MIN_CHANNELS", 8)
 
 
 def _conv() -> ConvNormAct:
