@@ -115,3 +115,20 @@ def test_skip_existing_resumes_a_batch(tiny_checkpoint, tmp_path):
                               "--skip-existing")
     assert code == 0
     assert summary["skipped"] == [str(inputs[0])] and [Path(f["input"]).name for f in summary["files"]] == ["im1.tif"]
+
+
+def test_everything_without_a_model_runs_the_embedded_default_by_a_point_grid(tmp_path):
+    """The offline default: no --checkpoint/--variant means the shipped model, and its weak object
+    queries are replaced by a grid of clicks; the bundled held-out image's nuclei are found."""
+    from napari_seem.cli.demo import SAMPLE_IMAGE, SAMPLE_LABELS
+    from napari_seem.evaluation.instances import matched_ious
+
+    out = tmp_path / "out"
+    code = main(["everything", str(SAMPLE_IMAGE), "--vocabulary", "nucleus", "--out", str(out), "--threads", "1",
+                 "--no-progress", "--local", "--min-area", "10"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert code == 0 and summary["weights"].startswith("embedded default")
+    labels = tifffile.imread(next(out.glob("*.tif")))
+    truth = tifffile.imread(SAMPLE_LABELS)
+    assert labels.shape == truth.shape and len(np.unique(labels)) > 10
+    assert np.mean(matched_ious(labels, truth)) > 0.25

@@ -12,7 +12,7 @@ import zarr
 from skimage.draw import disk
 from skimage.measure import label
 
-from napari_seem.engine import EverythingResult, SeemPredictor
+from napari_seem.engine import EverythingResult, PointGrid, SeemPredictor
 from napari_seem.engine.image import percentile_limits
 from napari_seem.engine.plane_source import PlaneSource, sample_limits, sample_regions
 from napari_seem.engine.tile_grid import Region
@@ -189,6 +189,17 @@ def test_segment_everything_on_the_toy_model(counted):
     out = zarr.create_array(store={}, shape=(416, 416), chunks=(64, 64), dtype="int32")
     again = predictor.segment_everything(VOCABULARY, object_threshold=0.0, overlap_threshold=0.0, out=out)
     assert again.labels is out and np.array_equal(out[:], result.labels) and counted.encodes == 16
+
+
+def test_segment_everything_by_points_on_every_tile(counted):
+    predictor = TiledPredictor(counted, tile=TILE, halo=HALO, max_cached_tiles=16)
+    result = predictor.segment_everything(VOCABULARY, image=_plane(seed=7), strategy="points",
+                                          grid=PointGrid(points_per_side=4, min_score=0.0))
+    n = len(result)
+    assert result.labels.shape == (416, 416) and n >= 1
+    assert set(np.unique(result.labels)) == set(range(n + 1))
+    assert result.class_names == [VOCABULARY[c] for c in result.class_ids]
+    assert counted.encodes == 16
 
 
 def test_segment_everything_over_more_tiles_than_the_cache_keeps_the_clicked_tiles(counted):

@@ -62,3 +62,25 @@ def test_choosing_a_missing_default_in_the_widget_says_so(make_napari_viewer, se
     widget.set_model(tiny_models)  # the widget stays usable
     widget.segment_plane(wait=True)
     assert widget.labels_layer.data.any()
+
+
+def test_the_embedded_default_segments_everything_by_a_point_grid(make_napari_viewer, seem_manifest, errors, qtbot):
+    """Its object queries are weak, so the widget switches "find by" to the point grid for it and
+    finds the nuclei of the bundled held-out image; official models get their object queries."""
+    from skimage import io
+
+    from napari_seem.cli.demo import SAMPLE_IMAGE
+
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-seem", "SEEM segmentation")
+    widget.set_model("focalt_v1")
+    assert widget.everything_combo.currentText() == "object queries"
+    widget.set_model(models.EMBEDDED_DEFAULT)
+    assert widget.everything_combo.currentText() == "point grid"
+    viewer.add_image(io.imread(SAMPLE_IMAGE), name="nuclei")
+    widget.vocabulary_edit.setText("nucleus")
+    widget.segment_everything(wait=True)
+    assert not errors
+    found = set(np.unique(widget.labels_layer.data)) - {0}
+    assert len(found) >= 10
+    assert set(widget.labels_layer.features["class_name"]) == {"nucleus"}

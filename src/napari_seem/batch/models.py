@@ -16,12 +16,14 @@ from typing import Iterator
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Which model to run: a trained or official ``checkpoint`` (``None``: random weights of
-    ``variant``, torch seed ``seed``), the model input size (``target_size``, long side in pixels)
-    the torch threads of a task (``None``: torch's default) and the torch ``device``."""
+    """Which model to run: a trained or official ``checkpoint`` of preset ``variant`` (default
+    focalt_v1); without a checkpoint, random weights of ``variant`` (torch seed ``seed``), or the
+    embedded default model when ``variant`` is ``None`` too. Also the model input size
+    (``target_size``, long side in pixels), the torch threads of a task (``None``: torch's default)
+    and the torch ``device``."""
 
     checkpoint: str | None = None
-    variant: str = "focalt_v1"
+    variant: str | None = None
     seed: int = 0
     target_size: int = 512
     threads: int | None = None
@@ -56,9 +58,13 @@ def predictor_for(spec: ModelSpec) -> Iterator[tuple[object, str]]:
 
 def _load(spec: ModelSpec) -> tuple[object, str]:
     from napari_seem.engine import SeemPredictor
+    from napari_seem.loading import default_model_info, describe_trained, load_default_model
     from napari_seem.training.checkpoint import load_model
 
-    model, weights = load_model(spec.checkpoint, spec.variant, spec.seed)
+    if spec.checkpoint is None and spec.variant is None:
+        model, weights = load_default_model(), "embedded default: " + describe_trained(default_model_info())
+    else:
+        model, weights = load_model(spec.checkpoint, spec.variant or "focalt_v1", spec.seed)
     return SeemPredictor(model.to(spec.device).eval(), target_size=spec.target_size), weights
 
 

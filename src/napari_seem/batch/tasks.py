@@ -48,6 +48,7 @@ class EverythingOptions:
     overlap_threshold: float = 0.8
     mask_threshold: float = 0.5
     min_area: int = 0
+    strategy: str = "queries"  # or "points": SeemPredictor.segment_everything's strategies
 
 
 @dataclass(frozen=True)
@@ -246,7 +247,7 @@ def _everything(predictor, task: Task) -> tuple[np.ndarray, list[dict], bool]:
     for index, plane in enumerate(planes):
         result = predictor.segment_everything(
             list(options.vocabulary), options.object_threshold, options.overlap_threshold,
-            options.mask_threshold, options.min_area, image=plane)
+            options.mask_threshold, options.min_area, image=plane, strategy=options.strategy)
         labels[index] = result.labels
         described.extend({"id": i + 1, "frame": offset + index, "class_name": name, "score": round(float(score), 4)}
                          for i, (name, score) in enumerate(zip(result.class_names, result.scores)))

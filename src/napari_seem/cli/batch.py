@@ -46,6 +46,10 @@ def add_batch_parsers(sub) -> None:
     everything.add_argument("--mask-threshold", type=float, default=0.5,
                             help="mask probability threshold (default 0.5)")
     everything.add_argument("--min-area", type=int, default=0, help="drop segments under this many pixels")
+    everything.add_argument("--strategy", choices=("auto", "queries", "points"), default="auto",
+                            help="queries: SEEM's object queries (the thresholds above); points: a 16 x 16 grid of "
+                                 "clicks, stable masks kept; auto (default): points for the embedded default "
+                                 "model, whose object queries are weak, queries for other models")
     _add_planes_per_task(everything)
     everything.set_defaults(func=run_everything)
 
@@ -69,8 +73,10 @@ def _add_inputs(parser: argparse.ArgumentParser, metavar: str, help_text: str) -
     parser.add_argument("inputs", nargs="+", metavar=metavar, help=help_text)
     parser.add_argument("--out", required=True, help="output folder (created)")
     parser.add_argument("--format", choices=("tif", "zarr"), default="tif", help="label file format (default tif)")
-    parser.add_argument("--variant", default="focalt_v1", help="model preset (default: focalt_v1)")
-    parser.add_argument("--checkpoint", help="a trained or official checkpoint (default: random weights, said so)")
+    parser.add_argument("--checkpoint", help="a trained or official checkpoint (official: with --variant); "
+                        "default: the embedded default model")
+    parser.add_argument("--variant", help="model preset of an official checkpoint (default focalt_v1), or alone "
+                        "for RANDOM weights of that preset (e.g. tiny, for trials)")
     parser.add_argument("--target-size", type=int, default=512, help="model input size, long side (default 512)")
     parser.add_argument("--threads", type=int, help="torch threads per task (default: 1 per Dask worker; "
                         "torch's default with --local)")
@@ -109,8 +115,11 @@ def run_everything(args: argparse.Namespace) -> dict[str, Any]:
     from napari_seem.batch import EverythingOptions, find_inputs
 
     inputs = find_inputs(args.inputs)
+    strategy = args.strategy
+    if strategy == "auto":
+        strategy = "points" if args.checkpoint is None and args.variant is None else "queries"
     options = EverythingOptions(args.vocabulary, args.object_threshold, args.overlap_threshold,
-                                args.mask_threshold, args.min_area)
+                                args.mask_threshold, args.min_area, strategy)
     _check_everything(options)
     return _run(args, inputs, [options] * len(inputs), args.planes_per_task)
 

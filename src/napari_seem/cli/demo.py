@@ -39,6 +39,9 @@ def add_demo_parser(sub) -> None:
     demo.add_argument("--clicks", type=int, default=5, help="objects to click (default: 5)")
     demo.add_argument("--text", default="nucleus", help="text prompt and vocabulary (default: 'nucleus')")
     demo.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
+    demo.add_argument("--everything", choices=("auto", "queries", "points"), default="auto",
+                      help="segment-everything strategy: auto (default) = points (a grid of clicks) for the "
+                           "embedded default model, the object queries for other models")
     demo.set_defaults(func=run_demo)
 
 
@@ -132,7 +135,10 @@ def run_demo(args: argparse.Namespace) -> dict:
     texted = predictor.predict(ObjectPrompt(text=args.text))[0]
     timings["text_decode_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    everything = predictor.segment_everything([args.text])
+    strategy = args.everything
+    if strategy == "auto":
+        strategy = "points" if args.checkpoint is None and args.variant is None else "queries"
+    everything = predictor.segment_everything([args.text], strategy=strategy, min_area=10 if strategy == "points" else 0)
     timings["everything_s"] = time.perf_counter() - start
 
     tifffile.imwrite(out_dir / "labels_clicks.tif", clicked)
@@ -148,7 +154,7 @@ def run_demo(args: argparse.Namespace) -> dict:
         "weights": weights,
         "clicks": objects,
         "text": {"prompt": args.text, "pixels": int(texted.mask.sum()), "score": round(texted.score, 3)},
-        "everything": {"vocabulary": [args.text], "instances": len(everything)},
+        "everything": {"vocabulary": [args.text], "strategy": strategy, "instances": len(everything)},
         "timings": {k: round(v, 4) for k, v in timings.items()},
         "threads": args.threads,
     }

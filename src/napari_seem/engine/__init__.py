@@ -3,6 +3,7 @@ planes, video propagation."""
 
 from .feature_cache import FeatureCache
 from .image import PreparedImage, prepare_image
+from .point_grid import PointGrid
 from .predictor import EverythingResult, ObjectResult, SeemPredictor
 from .tiling import TiledObjectResult, TiledPredictor, predictor_for
 from .video import FrameResult, VideoSession
@@ -12,6 +13,7 @@ __all__ = [
     "FeatureCache",
     "FrameResult",
     "ObjectResult",
+    "PointGrid",
     "PreparedImage",
     "SeemPredictor",
     "TiledObjectResult",

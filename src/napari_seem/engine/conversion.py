@@ -28,13 +28,15 @@ class ObjectResult:
     ``[h, w]`` mask logits at the model's 1/4 feature resolution (the memory for the next round).
     ``score``: the mask's stability (0..1, :func:`stability_score`): near 1 for a crisp mask, low
     for a mask that grows or shrinks a lot with the threshold. ``class_name``/``class_score``: the
-    best vocabulary match (softmax probability) when a vocabulary is set."""
+    best vocabulary match (softmax probability) when a vocabulary is set, and ``class_probabilities``
+    all of them."""
 
     mask: np.ndarray
     logits: torch.Tensor
     score: float
     class_name: str | None = None
     class_score: float | None = None
+    class_probabilities: np.ndarray | None = None  # [K + 1]: the vocabulary's K names, then background
 
 
 def logits_to_results(
@@ -52,8 +54,10 @@ def logits_to_results(
     for n in range(logits.shape[0]):
         mask = full[n] > 0
         score = stability_score(full[n], mask)
-        name, class_score = classify_embedding(class_emb[n], model, vocabulary)
-        results.append(ObjectResult(mask.cpu().numpy(), logits[n].detach().cpu().clone(), score, name, class_score))
+        probabilities = vocabulary_probabilities(class_emb[n], model, vocabulary)
+        name, class_score = best_class(probabilities, vocabulary)
+        results.append(ObjectResult(mask.cpu().numpy(), logits[n].detach().cpu().clone(), score, name, class_score,
+                                    probabilities))
     return results
 
 
@@ -125,19 +129,26 @@ def stability_score(logits: torch.Tensor, mask: torch.Tensor | None = None, offs
     return float(int((logits > offset).sum()) / loose) if loose else 0.0
 
 
-def classify_embedding(
+def vocabulary_probabilities(
     class_emb: torch.Tensor, model: SeemModel, vocabulary: Sequence[str] | None
-) -> tuple[str | None, float | None]:
-    """Best vocabulary name and its softmax probability for ``class_emb [C]`` (``None`` without vocabulary)."""
+) -> np.ndarray | None:
+    """Softmax over the vocabulary's names and background (last) for ``class_emb [C]``: ``[K + 1]``,
+    or ``None`` without vocabulary."""
     if vocabulary is None:
-        return None, None
+        return None
     logits = model.predictor.class_logits(class_emb[None, None])
     if logits is None:  # the model's vocabulary was cleared behind the predictor's back
+        return None
+    return logits[0, 0].softmax(-1).cpu().numpy()
+
+
+def best_class(probabilities: np.ndarray | None, vocabulary: Sequence[str] | None) -> tuple[str | None, float | None]:
+    """The most probable name (``"background"`` past the vocabulary) and its probability."""
+    if probabilities is None or vocabulary is None:
         return None, None
-    probs = logits[0, 0].softmax(-1)
-    best = int(probs.argmax())
+    best = int(probabilities.argmax())
     name = vocabulary[best] if best < len(vocabulary) else "background"
-    return name, float(probs[best])
+    return name, float(probabilities[best])
 
 
 def logits_to_model_masks(logits: torch.Tensor, features: ImageFeatures) -> torch.Tensor:

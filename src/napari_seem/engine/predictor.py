@@ -53,15 +53,17 @@ from napari_seem.prompts import Box, MaskPrompt, ObjectPrompt, Point, PromptErro
 from .conversion import (
     CLIPPED_LOGIT,
     ObjectResult,
-    classify_embedding,
+    best_class,
     logit_cell_size,
     resize_mask_nearest,
     resize_nearest,
     restrict_to_prompt,
     stability_score,
+    vocabulary_probabilities,
 )
 from .feature_cache import FeatureCache, encode_prepared
 from .image import DEFAULT_TARGET_SIZE, PreparedImage, prepare_image
+from .point_grid import PointGrid, segment_by_points
 
 MAX_OBJECTS_PER_PASS = 32  # v1's 32 memory tokens are split among the objects of one pass
 
@@ -72,7 +74,8 @@ class EverythingResult:
 
     ``labels``: int32 ``[H, W]`` at the plane's resolution, instance ids 1..n, 0 = background; the
     instances do not overlap. Instance ``i`` (id ``i + 1``) is ``class_names[i]`` =
-    ``vocabulary[class_ids[i]]`` with ``scores[i]``, its class probability (0..1).
+    ``vocabulary[class_ids[i]]`` with ``scores[i]`` (0..1): its class probability, or with the
+    point-grid strategy its mask's stability.
     """
 
     labels: np.ndarray
@@ -293,11 +296,16 @@ class SeemPredictor:
         mask_threshold: float = 0.5,
         min_area: int = 0,
         image: np.ndarray | None = None,
+        strategy: str = "queries",
+        grid: PointGrid | None = None,
     ) -> EverythingResult:
-        """All instances of the vocabulary's classes, without prompts (official panoptic inference,
-        every class a "thing").
+        """All instances of the vocabulary's classes, without prompts.
 
-        The 101 object queries are decoded with no prompt; a query counts if its best class is not
+        ``strategy="points"`` (ours) clicks a grid of points instead (:mod:`.point_grid`, settings
+        ``grid``; the thresholds below are then unused, ``min_area`` applies): far better for the
+        embedded default model, whose object queries are weak. Its scores are mask stabilities.
+
+        ``strategy="queries"``: official panoptic inference, every class a "thing". The 101 object queries are decoded with no prompt; a query counts if its best class is not
         background with probability > ``object_threshold`` (the demo's 0.4 by default; the v1 eval
         config uses 0.8); pixels go to the query with the largest ``probability * sigmoid(mask)``,
         and a query keeps its segment if that retains >= ``overlap_threshold`` of its own foreground
@@ -311,6 +319,11 @@ class SeemPredictor:
         if self.features is None or self.prepared is None:
             raise RuntimeError("call set_image() (or pass image=) before segment_everything()")
         self.set_vocabulary(names)
+        if strategy == "points":
+            labels_full, class_ids, scores = segment_by_points(self, names, grid or PointGrid(), min_area)
+            return EverythingResult(labels_full, [names[c] for c in class_ids], class_ids, scores)
+        if strategy != "queries":
+            raise ValueError(f"strategy must be 'queries' or 'points', got {strategy!r}")
         features = self.features
         with torch.no_grad():
             pred = self.model.decode(features).final["queries_object"]
@@ -351,8 +364,9 @@ class SeemPredictor:
         kept = torch.from_numpy(mask).to(full.device)
         clipped = (full > 0) & ~kept  # cut by the box or the parts: in neither threshold's mask
         score = stability_score(full.masked_fill(clipped, float("-inf")), kept)
-        name, class_score = classify_embedding(class_emb, self.model, self.vocabulary)
-        return ObjectResult(mask, logits.cpu(), score, name, class_score)
+        probabilities = vocabulary_probabilities(class_emb, self.model, self.vocabulary)
+        name, class_score = best_class(probabilities, self.vocabulary)
+        return ObjectResult(mask, logits.cpu(), score, name, class_score, probabilities)
 
     def _feature_region(self, box: BoxYX, shape: torch.Size) -> torch.Tensor:
         """Bool ``shape`` (1/4 of the padded model size): cells that may touch the grown ``box`` (plane

@@ -43,6 +43,7 @@ from napari_seem.prompts import Box, MaskPrompt, ObjectPrompt, Point, PromptErro
 from .conversion import ObjectResult, resize_mask_nearest
 from .image import DEFAULT_TARGET_SIZE, PreparedImage, check_limits, prepare_image
 from .plane_source import PlaneSource, sample_limits
+from .point_grid import PointGrid
 from .predictor import EverythingResult, SeemPredictor
 from .stitching import DEFAULT_MERGE_THRESHOLD, SparseMask, finish, owned_objects, paint_labels, tile_objects
 from .tile_grid import Region, TileGrid, tile_grid, window_for
@@ -233,9 +234,11 @@ class TiledPredictor:
         image: Any = None,
         out: Any = None,
         progress: Callable[[int, int], None] | None = None,
+        strategy: str = "queries",
+        grid: PointGrid | None = None,
     ) -> EverythingResult:
         """All instances over the whole plane: every tile is segmented as
-        :meth:`SeemPredictor.segment_everything` does (same thresholds), then the tiles' instances are
+        :meth:`SeemPredictor.segment_everything` does (same thresholds and ``strategy``), then the tiles' instances are
         stitched (:mod:`.stitching`; ``min_area`` applies to the stitched objects). ``out``: an
         int array of the plane's shape (e.g. zarr) to write the labels into, core by core; a new
         int32 array when None. ``progress(done, total)`` is called after each tile."""
@@ -252,7 +255,8 @@ class TiledPredictor:
         for done, tile in enumerate(self.grid, start=1):
             self.encode_window(tile.window, keep)
             found = self.decoder.segment_everything(names, object_threshold=object_threshold,
-                                                    overlap_threshold=overlap_threshold, mask_threshold=mask_threshold)
+                                                    overlap_threshold=overlap_threshold, mask_threshold=mask_threshold,
+                                                    strategy=strategy, grid=grid)
             kept.extend(owned_objects(tile, tile_objects(tile, found.labels, found.class_ids, found.scores)))
             if progress is not None:
                 progress(done, len(self.grid))

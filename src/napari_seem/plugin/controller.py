@@ -288,6 +288,11 @@ class EverythingJob:
     channels: tuple[int, ...] | None
     vocabulary: list[str]
     threshold: float
+    strategy: str = "points"  # engine strategy: "points" (grid of clicks) or "queries" (object queries)
+
+
+# Segment-everything strategies as the widget names them -> the engine's names.
+EVERYTHING_STRATEGIES = {"point grid": "points", "object queries": "queries"}
 
 
 @dataclass
@@ -476,13 +481,15 @@ class SeemController:
     # ------------------------------------------------------------------ segment everything
     def plan_everything(self, image: Any, geometry: Geometry, planes: list[tuple[int, ...]],
                         vocabulary: Sequence[str], threshold: float,
-                        channels: tuple[int, ...] | None) -> EverythingJob:
+                        channels: tuple[int, ...] | None, strategy: str = "points") -> EverythingJob:
         if not vocabulary:
             raise PluginError("segment everything needs class names: type them in the vocabulary box, "
                               "comma-separated, e.g. nucleus, cell")
         if not 0.0 <= threshold <= 1.0:
             raise PluginError(f"the minimum score must be between 0 and 1, got {threshold}")
-        return EverythingJob(image.data, geometry, planes, channels, list(vocabulary), float(threshold))
+        if strategy not in EVERYTHING_STRATEGIES.values():
+            raise PluginError(f"unknown segment-everything strategy {strategy!r}")
+        return EverythingJob(image.data, geometry, planes, channels, list(vocabulary), float(threshold), strategy)
 
     def run_everything(self, job: EverythingJob) -> Iterator[PlaneEverything]:
         """One :class:`PlaneEverything` per plane, as each is done (worker thread)."""
@@ -492,7 +499,13 @@ class SeemController:
             predictor = self.predictor_for(data, geometry.plane_channel_axis)
             predictor.set_image(data if predictor is self.tiled else np.asarray(data), geometry.plane_channel_axis,
                                 job.channels)
-            result = predictor.segment_everything(job.vocabulary, object_threshold=job.threshold)
+            if job.strategy == "points":  # the minimum score is then the masks' stability
+                from napari_seem.engine import PointGrid  # torch: only once a job runs
+
+                result = predictor.segment_everything(job.vocabulary, strategy="points",
+                                                      grid=PointGrid(min_score=job.threshold))
+            else:
+                result = predictor.segment_everything(job.vocabulary, object_threshold=job.threshold)
             yield PlaneEverything(plane, geometry.labels_plane(plane), result)
 
     def write_everything(self, labels: Any, item: PlaneEverything, mode: str) -> list[int]:
