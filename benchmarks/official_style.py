@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_seem.model import ImageFeatures, SeemModel
-from napari_seem.model.decoder import DecoderMemory, DecoderOutput
+from napari_seem.model.decoder import DecoderMemory, DecoderOutput, by_pixel
 from napari_seem.model.pixel_decoder import ConvNormAct, TransformerEncoderPixelDecoder
 from napari_seem.model.position_encoding import sine_position_embedding
 
@@ -35,13 +35,15 @@ from napari_seem.model.position_encoding import sine_position_embedding
 class OfficialEncoding:
     """Backbone and pixel-decoder outputs of :func:`official_encode` (NCHW maps, as ours).
 
-    ``mask_features_flat``: ``[B, C, H/4 * W/4]`` contiguous, made once per image."""
+    ``mask_features_by_pixel``: ``[B, H/4 * W/4, C]`` contiguous, made once per image: the shared
+    decoder code computes mask logits as ``features_by_pixel @ mask_emb^T`` (the official einsum
+    contracts the same sums over channels)."""
 
     backbone: dict[str, torch.Tensor]
     mask_features: torch.Tensor
     encoder_features: torch.Tensor
     multi_scale: list[torch.Tensor]
-    mask_features_flat: torch.Tensor
+    mask_features_by_pixel: torch.Tensor
     image_size: tuple[int, int]
     padded_size: tuple[int, int]
 
@@ -152,7 +154,7 @@ def official_encode(model: SeemModel, image: torch.Tensor) -> OfficialEncoding:
     x = model.preprocess(image)
     backbone = official_backbone(model, x)
     mask_features, encoder_features, multi_scale = official_pixel_decoder(model.sem_seg_head.pixel_decoder, backbone)
-    flat = mask_features.flatten(2).contiguous()
+    flat = by_pixel(mask_features).contiguous()
     return OfficialEncoding(backbone, mask_features, encoder_features, multi_scale, flat,
                             tuple(image.shape[-2:]), tuple(x.shape[-2:]))
 
@@ -175,7 +177,7 @@ def official_memory(model: SeemModel, encoding: OfficialEncoding) -> DecoderMemo
     levels = predictor.cfg.num_feature_levels
     keys_values = [layer.project_memory(src[i % levels], src[i % levels] + pos[i % levels])
                    for i, layer in enumerate(predictor.transformer_cross_attention_layers)]
-    return DecoderMemory(src, pos, maps, sizes, encoding.mask_features, encoding.mask_features_flat, [], keys_values)
+    return DecoderMemory(src, pos, maps, sizes, encoding.mask_features, encoding.mask_features_by_pixel, [], keys_values)
 
 
 def official_features(model: SeemModel, encoding: OfficialEncoding) -> ImageFeatures:

@@ -535,11 +535,9 @@ class VideoSession:
 
 def _prompt_half(features: ImageFeatures) -> ImageFeatures:
     """What the prompt half reads of an encoding, to cache more frames in the same memory (a third
-    less at focal-T 512x512: 127 instead of 180 MiB): the backbone and pixel-decoder maps go (only
-    ``encode`` uses them) and the mask features are kept once, contiguous, instead of twice."""
-    mask_features = features.memory.mask_features_flat.view(features.mask_features.shape)
-    memory = replace(features.memory, mask_features=mask_features)
-    return replace(features, backbone={}, multi_scale=[], mask_features=mask_features, memory=memory)
+    less at focal-T 512x512): the backbone and pixel-decoder maps go (only ``encode`` uses them).
+    The mask features are held once: ``memory.mask_features_by_pixel`` views them."""
+    return replace(features, backbone={}, multi_scale=[])
 
 
 def _names_a_frame(prompt: ObjectPrompt) -> bool:

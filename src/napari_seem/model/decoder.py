@@ -29,6 +29,12 @@ from .visual_sampler import VisualPrompt, level_tokens, mean_embeddings, sample_
 QUERY_GROUPS = ("queries_object", "queries_grounding", "queries_spatial")
 
 
+def by_pixel(feature_map: torch.Tensor) -> torch.Tensor:
+    """``[B, C, H, W] -> [B, H*W, C]``: a view of a channels-last map (a copy otherwise)."""
+    batch, channels = feature_map.shape[:2]
+    return feature_map.permute(0, 2, 3, 1).reshape(batch, -1, channels)
+
+
 @dataclass
 class DecoderMemory:
     """Everything the decoder needs from one image, computed once (:meth:`SeemDecoder.prepare_memory`).
@@ -36,11 +42,12 @@ class DecoderMemory:
     ``src``/``pos``: per level ``[HW_l, B, C]`` (features + level embedding; sine position).
     ``level_maps``: per level ``[B, C, H_l, W_l]`` (``src`` as an image, for sampling point tokens).
     ``sizes``: per level ``(H_l, W_l)``; levels are strides 32, 16, 8.
-    ``mask_features``: ``[B, C, H/4, W/4]``; ``mask_features_flat``: the same as a contiguous
-    ``[B, C, H/4 * W/4]`` (the pixel decoder returns channels-last maps, which make the per-layer
-    mask product a slow strided matmul). ``level_mask_features``: per level, the mask features
-    resized (bilinear) to that level, ``[B, C, H_l * W_l]``: since resizing is linear, the attention
-    masks of intermediate layers come from them directly, without full-resolution masks. ``keys_values``: per decoder layer, the projected
+    ``mask_features``: ``[B, C, H/4, W/4]``; ``mask_features_by_pixel``: the same as
+    ``[B, H/4 * W/4, C]`` (free from the pixel decoder's channels-last maps). ``level_mask_features``:
+    per level, the mask features resized (bilinear) to that level, ``[B, H_l * W_l, C]``: since
+    resizing is linear, the attention masks of intermediate layers come from them directly, without
+    full-resolution masks. Mask logits are ``features_by_pixel @ mask_emb^T``: with pixels as the
+    rows this product runs ~4x faster than ``mask_emb @ [C, HW]`` for a prompt's few queries. ``keys_values``: per decoder layer, the projected
     ``(keys, values)`` ``[B, heads, HW_l, C/heads]`` of that layer's level.
     """
 
@@ -49,7 +56,7 @@ class DecoderMemory:
     level_maps: list[torch.Tensor]
     sizes: list[tuple[int, int]]
     mask_features: torch.Tensor
-    mask_features_flat: torch.Tensor
+    mask_features_by_pixel: torch.Tensor
     level_mask_features: list[torch.Tensor]
     keys_values: list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -170,12 +177,11 @@ class SeemDecoder(nn.Module):
             layer.project_memory(src[i % levels], keyed[i % levels])
             for i, layer in enumerate(self.transformer_cross_attention_layers)
         ]
-        flat = mask_features.flatten(2).contiguous()
         level_mask_features = [
-            F.interpolate(mask_features, size=size, mode="bilinear", align_corners=False).flatten(2).contiguous()
-            for size in sizes
+            by_pixel(F.interpolate(mask_features, size=size, mode="bilinear", align_corners=False)) for size in sizes
         ]
-        return DecoderMemory(src, pos, maps, sizes, mask_features, flat, level_mask_features, keys_values)
+        return DecoderMemory(src, pos, maps, sizes, mask_features, by_pixel(mask_features), level_mask_features,
+                             keys_values)
 
     def _absolute_position(self, feature_map: torch.Tensor, stride: float) -> torch.Tensor:
         """``[1, C, H, W]`` absolute sine embedding for ``feature_map [B, C, H, W]`` at ``stride``
@@ -398,10 +404,11 @@ class SeemDecoder(nn.Module):
         mask_emb = self.mask_embed(normed)
         if not full:
             # resize(mask_emb . F) == mask_emb . resize(F): skip the full-resolution masks.
-            level_masks = torch.bmm(mask_emb, memory.level_mask_features[level])
+            level_masks = torch.bmm(memory.level_mask_features[level], mask_emb.transpose(1, 2)).transpose(1, 2)
             return {}, level_masks.sigmoid() >= 0.5
         height, width = memory.mask_features.shape[-2:]
-        masks = torch.bmm(mask_emb, memory.mask_features_flat).view(*mask_emb.shape[:2], height, width)
+        masks = torch.bmm(memory.mask_features_by_pixel, mask_emb.transpose(1, 2)).transpose(1, 2)
+        masks = masks.reshape(*mask_emb.shape[:2], height, width)
         resized = F.interpolate(masks, size=memory.sizes[level], mode="bilinear", align_corners=False)
         allowed = resized.sigmoid().flatten(2) >= 0.5
         class_emb = normed @ self.class_embed

@@ -12,6 +12,31 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear``, computed as ``(weight @ x^T)^T`` for 2-6 rows in CPU inference.
+
+    A prompt's few queries reach the decoder's linear layers as 2-6 rows. MKL's matrix product for
+    so few rows reads the weight at ~6 GB/s, while the transposed product runs 1.5-4.8x faster
+    (measured on this project's CPU, 512x512 and 512x2048 weights, 2 threads); one row and seven or
+    more are best left to ``F.linear``. The results agree to fp32 rounding.
+    """
+    rows = x.numel() // x.shape[-1] if x.numel() else 0
+    if not 2 <= rows <= 6 or x.device.type != "cpu" or (
+        torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    ):
+        return F.linear(x, weight, bias)
+    flat = x.reshape(rows, x.shape[-1])
+    out = weight @ flat.t() if bias is None else torch.addmm(bias[:, None], weight, flat.t())
+    return out.t().contiguous().view(*x.shape[:-1], weight.shape[0])
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` (same keys) whose forward is :func:`linear`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight, self.bias)
+
+
 class MultiheadAttention(nn.Module):
     """Multi-head attention on sequence-first tensors ``[L, B, C]``."""
 
@@ -23,7 +48,7 @@ class MultiheadAttention(nn.Module):
         self.num_heads = num_heads
         self.in_proj_weight = nn.Parameter(torch.empty(3 * embed_dim, embed_dim))
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * embed_dim))
-        self.out_proj = nn.Linear(embed_dim, embed_dim)
+        self.out_proj = Linear(embed_dim, embed_dim)
         nn.init.xavier_uniform_(self.in_proj_weight)
 
     def project(self, x: torch.Tensor, which: int) -> torch.Tensor:
@@ -32,7 +57,7 @@ class MultiheadAttention(nn.Module):
         w = self.in_proj_weight[which * c : (which + 1) * c]
         b = self.in_proj_bias[which * c : (which + 1) * c]
         length, batch, _ = x.shape
-        y = F.linear(x, w, b)
+        y = linear(x, w, b)
         return y.view(length, batch, self.num_heads, c // self.num_heads).permute(1, 2, 0, 3)
 
     def forward(
@@ -122,8 +147,8 @@ class FFNLayer(nn.Module):
 
     def __init__(self, d_model: int, dim_feedforward: int) -> None:
         super().__init__()
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.linear1 = Linear(d_model, dim_feedforward)
+        self.linear2 = Linear(dim_feedforward, d_model)
         self.norm = nn.LayerNorm(d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -137,7 +162,7 @@ class MLP(nn.Module):
         super().__init__()
         dims_in = [input_dim] + [hidden_dim] * (num_layers - 1)
         dims_out = [hidden_dim] * (num_layers - 1) + [output_dim]
-        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims_in, dims_out))
+        self.layers = nn.ModuleList(Linear(i, o) for i, o in zip(dims_in, dims_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i, layer in enumerate(self.layers):
