@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 
 __all__ = ["TILE", "winograd_weight", "conv3x3_winograd"]
 
@@ -76,17 +75,26 @@ def conv3x3_winograd(x: torch.Tensor, u: torch.Tensor, bias: Optional[torch.Tens
     bt = torch.tensor(_BT, dtype=x.dtype, device=x.device)
     at = torch.tensor(_AT, dtype=x.dtype, device=x.device)
     for b in range(batch):
-        # Zero padding: 1 for the convolution, plus whatever completes the last tiles.
-        padded = F.pad(x[b].permute(1, 2, 0),
-                       (0, 0, 1, tiles_w * TILE + 1 - width, 1, tiles_h * TILE + 1 - height))
+        plane = x[b].permute(1, 2, 0)  # [H, W, C]
         for row0 in range(0, tiles_h, _BAND):
             rows = min(_BAND, tiles_h - row0)
-            band = padded[row0 * TILE: (row0 + rows) * TILE + 2]
+            band = _padded_band(plane, row0 * TILE - 1, rows * TILE + 2, tiles_w * TILE + 2)
             out[b, row0 * TILE: (row0 + rows) * TILE] = _band(band, rows, tiles_w, u, bt, at)
-    result = out[:, :height, :width]
+    result = out if out.shape[1:3] == (height, width) else out[:, :height, :width].contiguous()
     if bias is not None:
-        result = result + bias
+        result += bias  # in place: `result` is ours, and a copy would cost a whole output's memory
     return result.permute(0, 3, 1, 2)
+
+
+def _padded_band(plane: torch.Tensor, top: int, rows: int, cols: int) -> torch.Tensor:
+    """Rows ``top .. top + rows - 1`` of ``plane [H, W, C]`` zero-padded to ``[rows, cols, C]``, the
+    plane's column 0 at column 1: the convolution's zero border plus whatever completes the last
+    tiles, made band by band so that no padded copy of the whole plane is held."""
+    height, width, channels = plane.shape
+    band = plane.new_zeros(rows, cols, channels)
+    first, last = max(top, 0), min(top + rows, height)
+    band[first - top: last - top, 1: 1 + width] = plane[first:last]
+    return band
 
 
 def _band(band: torch.Tensor, rows: int, cols: int, u: torch.Tensor, bt: torch.Tensor,
