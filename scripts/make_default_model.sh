@@ -31,6 +31,11 @@ TRAIN=(.venv/bin/napari-seem train "${SOURCES[@]}" --holdout "${HOLDOUT[@]}" --b
 "${TRAIN[@]}" --init "$WORK/stage2/model.pt" --out "$WORK/stage3" --steps 5000 --time-limit 65 --crop 192 \
     --lr 3e-4 --warmup 50 --single-object-fraction 0.3 --generic-fraction 0.1 --seed 2 --checkpoint-every 250
 
+# Tried and not shipped (README: better clicks, worse propagation and point-grid everything):
+# "${TRAIN[@]}" --init "$WORK/stage3/model.pt" --out "$WORK/stage4" --steps 7000 --time-limit 105 --crop 192 \
+#     --lr 2e-4 --warmup 50 --max-rounds 4 --single-object-fraction 0.4 --seed 3 --checkpoint-every 500
+# (stopped by hand after the step-5000 snapshot; it ran with --max-rounds 4 in place of TRAIN's 3)
+
 # Held-out evaluation (images never trained on), then packaging.
 EVAL=(.venv/bin/napari-seem eval)
 "${EVAL[@]}" interactive --checkpoint "$WORK/stage3/model.pt" --data "$DATA/dsb2018_subset" \
