@@ -33,8 +33,9 @@ TRAIN=(.venv/bin/napari-seem train "${SOURCES[@]}" --holdout "${HOLDOUT[@]}" --b
 
 # Tried and not shipped (README: better clicks, worse propagation and point-grid everything):
 # "${TRAIN[@]}" --init "$WORK/stage3/model.pt" --out "$WORK/stage4" --steps 7000 --time-limit 105 --crop 192 \
-#     --lr 2e-4 --warmup 50 --max-rounds 4 --single-object-fraction 0.4 --seed 3 --checkpoint-every 500
-# (stopped by hand after the step-5000 snapshot; it ran with --max-rounds 4 in place of TRAIN's 3)
+#     --lr 2e-4 --warmup 50 --max-rounds 4 --single-object-fraction 0.4 --generic-fraction 0.1 --seed 3 \
+#     --checkpoint-every 500
+# (stopped by hand after the step-5000 snapshot, which was evaluated)
 
 # Held-out evaluation (images never trained on), then packaging.
 EVAL=(.venv/bin/napari-seem eval)
