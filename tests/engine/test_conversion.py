@@ -66,3 +66,41 @@ def test_a_clicked_result_has_no_part_away_from_the_click():
     if full[39:42, 49:52].any():  # the mask reaches the click: every kept part touches it
         near = set(np.unique(parts[39:42, 49:52])) - {0}
         assert set(range(1, count + 1)) == near
+
+
+# ------------------------------------------------------------------------------------ obey_clicks
+def _two_touching_discs():
+    yy, xx = np.mgrid[:60, :80]
+    left = (yy - 30) ** 2 + (xx - 28) ** 2 < 12 ** 2
+    right = (yy - 30) ** 2 + (xx - 50) ** 2 < 12 ** 2
+    return left, right
+
+
+def test_a_negative_click_splits_off_the_merged_neighbour():
+    from napari_seem.engine.conversion import obey_clicks
+
+    left, right = _two_touching_discs()
+    merged = left | right
+    logits = np.where(merged, 5.0, -5.0)
+    obeyed = obey_clicks(merged, logits, positive=[(30, 26)], negative=[(30, 52)])
+    assert obeyed[30, 26] and not obeyed[30, 52]
+    assert (obeyed & right).sum() < 0.2 * right.sum() and (obeyed & left).sum() > 0.9 * left.sum()
+
+
+def test_a_missed_positive_click_adds_its_faint_region_but_not_the_background():
+    from napari_seem.engine.conversion import obey_clicks
+
+    left, right = _two_touching_discs()
+    logits = np.where(left, 5.0, np.where(right, -1.5, -8.0))  # the right disc is faint
+    grown = obey_clicks(left, logits, positive=[(30, 28), (30, 52)], negative=[])
+    assert grown[30, 52] and (grown & right).sum() > 0.9 * right.sum()
+    flat = np.full(left.shape, -1.5)  # everything faint: the region would be the whole plane
+    flat[left] = 5.0
+    assert not obey_clicks(left, flat, positive=[(30, 28), (5, 75)], negative=[])[5, 75]
+
+
+def test_clicks_the_mask_already_obeys_change_nothing():
+    from napari_seem.engine.conversion import obey_clicks
+
+    left, _ = _two_touching_discs()
+    assert obey_clicks(left, np.where(left, 5.0, -5.0), positive=[(30, 28)], negative=[]) is left

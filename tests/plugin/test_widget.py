@@ -106,7 +106,7 @@ def test_click_segments_a_new_object_keeps_user_labels_and_ctrl_z_reverts(seem, 
     assert not widget.last_error
     assert (labels.data == 6).any()  # a fresh id, above every id in use (random weights: any mask)
     assert (labels.data[:20, :20] == 5).all()  # keep mode: the user's labels untouched
-    assert set(np.unique(labels.data)) == {0, 5, 6}
+    assert set(np.unique(labels.data)) <= {0, 5, 6}  # random weights may cover the whole rest
     assert widget.object_id == 6 and points.features["object"].tolist() == [6]
     row = labels.features.set_index("index").loc[6]
     assert row["source"] == "prompt" and 0 <= row["score"] <= 1
@@ -124,7 +124,7 @@ def test_a_chosen_object_id_is_reused_and_refined(seem, qtbot):
     points.add([30, 40])
     widget.segment_plane(wait=True)
     labels = widget.labels_layer
-    assert set(np.unique(labels.data)) == {0, 3}
+    assert set(np.unique(labels.data)) <= {0, 3} and (labels.data == 3).any()  # random weights: any mask
     assert points.features["object"].tolist() == [3]
     viewer.add_points(name="unrelated")  # adding a layer does not reset the memory of the rounds
     assert ((), 3) in widget.controller.memory

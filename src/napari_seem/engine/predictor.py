@@ -54,7 +54,9 @@ from .conversion import (
     CLIPPED_LOGIT,
     ObjectResult,
     best_class,
+    follow_mask,
     logit_cell_size,
+    obey_clicks,
     resize_mask_nearest,
     resize_nearest,
     restrict_to_prompt,
@@ -94,7 +96,10 @@ class SeemPredictor:
     ``cache``: an on-disk :class:`FeatureCache` that encodes go through (``None``: memory only).
     ``keep_connected``: a visual prompt's mask keeps only its connected parts that touch the positive
     prompt (:func:`~napari_seem.engine.conversion.keep_prompted_parts`; cells are connected objects),
-    and the memory for the next round drops the rest too."""
+    and the memory for the next round drops the rest too. ``obey_clicks``: a clicked object's mask
+    is made to agree with its clicks (:func:`~napari_seem.engine.conversion.obey_clicks`: negative
+    clicks split off what is nearer to them, a missed positive click adds its region), and the
+    memory with it."""
 
     def __init__(
         self,
@@ -105,6 +110,7 @@ class SeemPredictor:
         box_margin: float | None = 0.1,
         cache: FeatureCache | None = None,
         keep_connected: bool = True,
+        obey_clicks: bool = True,
     ) -> None:
         if not 0.0 <= box_weight <= 1.0:
             raise ValueError(f"box_weight must be in [0, 1], got {box_weight}")
@@ -117,6 +123,7 @@ class SeemPredictor:
         self.box_margin = box_margin
         self.cache = cache
         self.keep_connected = keep_connected
+        self.obey_clicks = obey_clicks
         self.prepared: PreparedImage | None = None
         self.features: ImageFeatures | None = None
         self.vocabulary: list[str] | None = None
@@ -239,7 +246,8 @@ class SeemPredictor:
                 query = self._select_for_box(pred.masks[0], match[0, :, n], _union_box(model_prompt.boxes))
             box = _union_box(prompt.boxes) if prompt.boxes else None
             anchor = rasterize(prompt, self.prepared.original_shape)[0] if self.keep_connected else None
-            results.append(self._result(pred.masks[0, query], pred.class_emb[0, query], box, anchor))
+            clicks = _clicks(prompt, self.prepared.original_shape) if self.obey_clicks else None
+            results.append(self._result(pred.masks[0, query], pred.class_emb[0, query], box, anchor, clicks))
         return results
 
     def _select_for_box(self, masks: torch.Tensor, match: torch.Tensor, box: BoxYX) -> int:
@@ -341,10 +349,11 @@ class SeemPredictor:
 
     # ------------------------------------------------------------------ results
     def _result(self, logits: torch.Tensor, class_emb: torch.Tensor, box: BoxYX | None = None,
-                anchor: np.ndarray | None = None) -> ObjectResult:
+                anchor: np.ndarray | None = None, clicks: Clicks | None = None) -> ObjectResult:
         """``logits [h, w]`` (1/4 model resolution) -> full-resolution result; with a prompt ``box``
-        (plane coordinates) and a ``box_margin``, the mask is clipped to the grown box; with an
-        ``anchor`` (bool plane mask of the positive prompt) it keeps the parts that touch it."""
+        (plane coordinates) and a ``box_margin``, the mask is clipped to the grown box; with
+        ``clicks`` (positive and negative (y, x) pixels) it obeys them; with an ``anchor`` (bool
+        plane mask of the positive prompt) it keeps the parts that touch it."""
         features, prepared = self.features, self.prepared
         model_res = resize_mask_logits(logits[None, None], features.padded_size, features.image_size)
         full = F.interpolate(model_res, size=prepared.original_shape, mode="bilinear", align_corners=False)[0, 0]
@@ -358,6 +367,11 @@ class SeemPredictor:
             # The memory for the next round then covers no more than what the user sees.
             logits = torch.where(self._feature_region(box, logits.shape), logits, logits.clamp(max=CLIPPED_LOGIT))
         mask = mask.cpu().numpy()
+        if clicks is not None:
+            obeyed = obey_clicks(mask, full.cpu().numpy(), *clicks)
+            if obeyed is not mask:
+                logits = follow_mask(logits, mask, obeyed, prepared.scale, logit_cell_size(features, logits.shape))
+                mask = obeyed
         if anchor is not None:  # the memory drops the cut parts too
             mask, logits = restrict_to_prompt(mask, logits, anchor, prepared.scale,
                                               logit_cell_size(features, logits.shape))
@@ -387,6 +401,17 @@ def _model_resolution(logits: torch.Tensor, features: ImageFeatures) -> torch.Te
     if logits.shape[0] == 0:
         return logits.new_zeros((0, *features.image_size))
     return resize_mask_logits(logits[None], features.padded_size, features.image_size)[0]
+
+
+Clicks = tuple[list[tuple[int, int]], list[tuple[int, int]]]
+
+
+def _clicks(prompt: ObjectPrompt, shape: tuple[int, int]) -> Clicks | None:
+    """The prompt's positive and negative clicks as plane pixels, or ``None`` without points."""
+    if not prompt.points:
+        return None
+    pixel = lambda p: (min(max(int(p.y), 0), shape[0] - 1), min(max(int(p.x), 0), shape[1] - 1))  # noqa: E731
+    return [pixel(p) for p in prompt.points if p.positive], [pixel(p) for p in prompt.points if not p.positive]
 
 
 def _text(prompt: ObjectPrompt) -> str | None:
