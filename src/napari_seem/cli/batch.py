@@ -115,13 +115,18 @@ def run_everything(args: argparse.Namespace) -> dict[str, Any]:
     from napari_seem.batch import EverythingOptions, find_inputs
 
     inputs = find_inputs(args.inputs)
-    strategy = args.strategy
-    if strategy == "auto":
-        strategy = "points" if args.checkpoint is None and args.variant is None else "queries"
     options = EverythingOptions(args.vocabulary, args.object_threshold, args.overlap_threshold,
-                                args.mask_threshold, args.min_area, strategy)
+                                args.mask_threshold, args.min_area, everything_strategy(args.strategy, args))
     _check_everything(options)
     return _run(args, inputs, [options] * len(inputs), args.planes_per_task)
+
+
+def everything_strategy(choice: str, args: argparse.Namespace) -> str:
+    """``"auto"`` resolved: the point grid for the embedded default model (no ``--checkpoint`` nor
+    ``--variant``: its object queries are weak), the object queries for any other model."""
+    if choice != "auto":
+        return choice
+    return "points" if args.checkpoint is None and args.variant is None else "queries"
 
 
 def _check_everything(options) -> None:

@@ -94,6 +94,7 @@ def run_demo(args: argparse.Namespace) -> dict:
     import tifffile
     import torch
 
+    from napari_seem.cli.batch import everything_strategy
     from napari_seem.engine import SeemPredictor
     from napari_seem.engine.conversion import mask_iou
     from napari_seem.evaluation.instances import matched_ious
@@ -135,9 +136,7 @@ def run_demo(args: argparse.Namespace) -> dict:
     texted = predictor.predict(ObjectPrompt(text=args.text))[0]
     timings["text_decode_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    strategy = args.everything
-    if strategy == "auto":
-        strategy = "points" if args.checkpoint is None and args.variant is None else "queries"
+    strategy = everything_strategy(args.everything, args)
     everything = predictor.segment_everything([args.text], strategy=strategy, min_area=10 if strategy == "points" else 0)
     timings["everything_s"] = time.perf_counter() - start
 

@@ -102,10 +102,7 @@ def restrict_to_prompt(
     kept = keep_prompted_parts(mask, anchor)
     if kept is mask:
         return mask, logits
-    grid = tuple(logits.shape)
-    cut = cells_of(mask & ~kept, scale, cell, grid) & ~cells_of(kept, scale, cell, grid)
-    cut = torch.from_numpy(cut).to(logits.device)
-    return kept, torch.where(cut, logits.clamp(max=CLIPPED_LOGIT), logits)
+    return kept, follow_mask(logits, mask, kept, scale, cell)
 
 
 GROW_THRESHOLDS = (-1.0, -2.0, -3.0)  # logits tried, in turn, to reach a missed positive click
@@ -152,12 +149,15 @@ def _obey_in_window(
 ) -> np.ndarray:
     from scipy.ndimage import label
 
+    relaxed: dict[float, np.ndarray] = {}  # threshold -> labelled parts, shared by the missed clicks
     obeyed = _nearer_positive(mask, positive, negative)
     for y, x in positive:
         if obeyed[y, x]:
             continue
         for threshold in GROW_THRESHOLDS:
-            parts, _ = label(full_logits > threshold)
+            if threshold not in relaxed:
+                relaxed[threshold] = label(full_logits > threshold)[0]
+            parts = relaxed[threshold]
             if parts[y, x]:
                 grown = _nearer_positive(parts == parts[y, x], positive, negative)
                 if grown.sum() <= MAX_GROWTH * max(int(obeyed.sum()), 50):

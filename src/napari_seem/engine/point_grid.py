@@ -28,7 +28,7 @@ import numpy as np
 
 from napari_seem.prompts import ObjectPrompt, Point
 
-from .conversion import ObjectResult
+from .conversion import ObjectResult, mask_iou
 
 if TYPE_CHECKING:
     from .predictor import SeemPredictor
@@ -75,7 +75,7 @@ def segment_by_points(
     class_ids, scores = [], []
     for result in sorted(candidates, key=lambda r: -r.score):
         mask = result.mask
-        if any(_iou(mask, other) > grid.max_overlap for other in taken):
+        if any(mask_iou(mask, other) > grid.max_overlap for other in taken):
             continue
         free = mask & (labels == 0)
         if free.sum() < max(min_area, 0.5 * mask.sum()):
@@ -107,8 +107,3 @@ def _vocabulary_class(result: ObjectResult, names: int) -> int:
     if result.class_probabilities is None or names == 0:
         raise RuntimeError("segment_by_points needs the predictor's vocabulary set")
     return int(np.argmax(result.class_probabilities[:names]))
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.count_nonzero(a | b)
-    return np.count_nonzero(a & b) / union if union else 0.0

@@ -313,10 +313,11 @@ class SeemPredictor:
         ``grid``; the thresholds below are then unused, ``min_area`` applies): far better for the
         embedded default model, whose object queries are weak. Its scores are mask stabilities.
 
-        ``strategy="queries"``: official panoptic inference, every class a "thing". The 101 object queries are decoded with no prompt; a query counts if its best class is not
-        background with probability > ``object_threshold`` (the demo's 0.4 by default; the v1 eval
-        config uses 0.8); pixels go to the query with the largest ``probability * sigmoid(mask)``,
-        and a query keeps its segment if that retains >= ``overlap_threshold`` of its own foreground
+        ``strategy="queries"``: official panoptic inference, every class a "thing". The 101 object
+        queries are decoded with no prompt; a query counts if its best class is not background
+        with probability > ``object_threshold`` (the demo's 0.4 by default; the v1 eval config uses
+        0.8); pixels go to the query with the largest ``probability * sigmoid(mask)``, and a query
+        keeps its segment if that retains >= ``overlap_threshold`` of its own foreground
         (``sigmoid >= mask_threshold``). Segments under ``min_area`` pixels (at full resolution) are
         dropped and the rest renumbered 1..n in query order. ``image``: set (and encode) it first.
         """
@@ -367,14 +368,14 @@ class SeemPredictor:
             # The memory for the next round then covers no more than what the user sees.
             logits = torch.where(self._feature_region(box, logits.shape), logits, logits.clamp(max=CLIPPED_LOGIT))
         mask = mask.cpu().numpy()
+        cell = logit_cell_size(features, logits.shape)
         if clicks is not None:
             obeyed = obey_clicks(mask, full.cpu().numpy(), *clicks)
             if obeyed is not mask:
-                logits = follow_mask(logits, mask, obeyed, prepared.scale, logit_cell_size(features, logits.shape))
+                logits = follow_mask(logits, mask, obeyed, prepared.scale, cell)
                 mask = obeyed
         if anchor is not None:  # the memory drops the cut parts too
-            mask, logits = restrict_to_prompt(mask, logits, anchor, prepared.scale,
-                                              logit_cell_size(features, logits.shape))
+            mask, logits = restrict_to_prompt(mask, logits, anchor, prepared.scale, cell)
         kept = torch.from_numpy(mask).to(full.device)
         clipped = (full > 0) & ~kept  # cut by the box or the parts: in neither threshold's mask
         score = stability_score(full.masked_fill(clipped, float("-inf")), kept)
