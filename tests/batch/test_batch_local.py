@@ -132,3 +132,13 @@ def test_everything_without_a_model_runs_the_embedded_default_by_a_point_grid(tm
     truth = tifffile.imread(SAMPLE_LABELS)
     assert labels.shape == truth.shape and len(np.unique(labels)) > 10
     assert np.mean(matched_ious(labels, truth)) > 0.25
+
+
+def test_an_unknown_device_is_refused_before_any_work(tiny_checkpoint, tmp_path, capsys):
+    image = tmp_path / "plane.tif"
+    tifffile.imwrite(image, noisy_plane(0))
+    out = tmp_path / "out"
+    code = main(["everything", str(image), "--vocabulary", "cell", "--out", str(out),
+                 "--checkpoint", str(tiny_checkpoint), "--device", "gpu0", "--local"])
+    assert code == 2 and "--device 'gpu0' is not a torch device" in capsys.readouterr().err
+    assert not out.exists()

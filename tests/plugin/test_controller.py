@@ -188,17 +188,35 @@ def test_model_sources_and_devices(monkeypatch, tmp_path):
     assert models.check_checkpoint(sources["focalt_v1"], "  ") is None
     assert models.check_checkpoint(sources[models.RANDOM_TINY], "ignored.pt") is None
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert models.resolve_device("auto", accelerators_ok=True) == "cuda"
-    assert models.resolve_device("auto", accelerators_ok=False) == "cpu"
-    assert models.resolve_device("cuda", accelerators_ok=True) == "cuda"
-    with pytest.raises(models.ModelError, match="CPU only"):
-        models.resolve_device("cuda", accelerators_ok=False)
+    assert models.resolve_device("auto") == "cuda"
+    assert models.resolve_device("CUDA") == "cuda"
+    assert models.resolve_device("cpu") == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(models.ModelError, match="CUDA is not available"):
-        models.resolve_device("cuda", accelerators_ok=True)
+        models.resolve_device("cuda")
     with pytest.raises(models.ModelError, match="unknown device"):
         models.resolve_device("tpu")
-    assert models.resolve_device("auto", accelerators_ok=True) in ("mps", "cpu")
+    assert models.resolve_device("auto") in ("mps", "cpu")
+
+
+def test_a_gpu_choice_loads_the_model_onto_it_and_a_plane_is_segmented_there(tiny_models):
+    """On a simulated GPU (``tests/fake_accelerator.py``): the model moves onto it, the statement of
+    weights says so, and a click gives the same object as on the CPU."""
+    from fake_accelerator import DeviceTensor, simulated_accelerator
+
+    image = Image(np.random.default_rng(0).random((20, 24)).astype(np.float32))
+    points = Points(np.array([[10.0, 12.0]]), features={"object": [0], "label": ["positive"]})
+    masks = {}
+    for device in ("cpu", "auto"):
+        with simulated_accelerator():
+            controller = SeemController()
+            controller.set_model(tiny_models, device=device)
+            job = controller.plan_plane(image, layer_geometry(image), (), points, None, "", 0, ["cell"], None)
+            masks[device] = controller.run_plane(job)[0].mask
+            on_gpu = isinstance(next(controller.loaded.model.parameters()), DeviceTensor)
+        assert on_gpu == (device == "auto")
+        assert controller.weights.endswith(", on cuda") == (device == "auto")
+    np.testing.assert_array_equal(masks["cpu"], masks["auto"])
 
 
 def test_the_built_in_trial_model_loads_and_says_it_is_random():

@@ -67,3 +67,18 @@ def test_load_trained_refuses_other_files(tmp_path):
         load_trained(official)
     with pytest.raises(CheckpointError, match="not found"):
         load_trained(tmp_path / "missing.pt")
+
+
+def test_training_on_a_gpu_saves_a_checkpoint_that_loads_on_the_cpu(tmp_path, synthetic_folder):
+    """``device="auto"`` on a simulated GPU (``tests/fake_accelerator.py``): the run trains there,
+    follows the CPU run's losses, and saves plain CPU tensors."""
+    from fake_accelerator import simulated_accelerator
+
+    on_cpu = read_record(train(_config(tmp_path / "cpu", synthetic_folder)))["metrics"]["history"]
+    with simulated_accelerator():
+        path = train(_config(tmp_path / "gpu", synthetic_folder, device="auto"))
+    record = read_record(path)
+    assert record["metrics"]["history"][-1]["loss"] == pytest.approx(on_cpu[-1]["loss"], rel=1e-4)
+    saved = torch.load(path, weights_only=True)["state_dict"]
+    assert all(type(t) is torch.Tensor and t.device.type == "cpu" for t in saved.values())
+    load_trained(path)

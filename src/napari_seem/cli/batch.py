@@ -80,6 +80,8 @@ def _add_inputs(parser: argparse.ArgumentParser, metavar: str, help_text: str) -
     parser.add_argument("--target-size", type=int, default=512, help="model input size, long side (default 512)")
     parser.add_argument("--threads", type=int, help="torch threads per task (default: 1 per Dask worker; "
                         "torch's default with --local)")
+    parser.add_argument("--device", default="cpu", help="torch device of every task: cpu, cuda, cuda:1, mps "
+                        "(default: cpu)")
     cluster = parser.add_mutually_exclusive_group()
     cluster.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://host:8786")
     cluster.add_argument("--workers", type=int, help="processes of the local cluster (default: one per CPU "
@@ -165,8 +167,18 @@ def _check_common(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    _check_device(args.device)
     if getattr(args, "axis", 0) not in (0, 1, 2):
         raise ValueError(f"--axis must be 0, 1 or 2 (the propagation axis of a (T, H, W) stack), got {args.axis}")
+
+
+def _check_device(name: str) -> None:
+    import torch
+
+    try:
+        torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"--device {name!r} is not a torch device: {error}") from None
 
 
 def _run(args: argparse.Namespace, inputs: list[Path], options: list, planes_per_task: int | None) -> dict[str, Any]:
@@ -180,7 +192,7 @@ def _run(args: argparse.Namespace, inputs: list[Path], options: list, planes_per
     in_process = args.scheduler is None and workers == 0
     threads = args.threads if args.threads is not None or in_process else 1
     checkpoint = os.path.abspath(args.checkpoint) if args.checkpoint else None
-    model = ModelSpec(checkpoint, args.variant, 0, args.target_size, threads)
+    model = ModelSpec(checkpoint, args.variant, 0, args.target_size, threads, args.device)
     jobs, skipped = plan_jobs(inputs, args.out, args.format, model, options, planes_per_task, args.skip_existing)
     summary_path = Path(args.summary) if args.summary else Path(args.out) / "summary.json"
     summary_path.parent.mkdir(parents=True, exist_ok=True)  # now, not after the batch

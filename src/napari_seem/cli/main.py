@@ -174,7 +174,8 @@ def _add_train_parser(sub) -> None:
     train.add_argument("--grounding-fraction", type=float, default=1.0, help="share of steps with text grounding")
     train.add_argument("--no-deep-supervision", action="store_true", help="supervise the last decoder layer only")
     train.add_argument("--time-limit", type=float, help="stop and save after this many minutes")
-    train.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... or auto")
+    train.add_argument("--device", default="auto", help="auto (a GPU when there is one, else the CPU), cpu, "
+                       "cuda, cuda:1, mps, ... (default: auto)")
     train.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (0: at the end)")

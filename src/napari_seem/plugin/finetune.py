@@ -43,6 +43,7 @@ class FinetuneSettings:
     lr: float = 1e-4
     checkpoint_every: int = 50
     seed: int = 0
+    device: str = "auto"  # a GPU when there is one (CUDA, then MPS), else the CPU
 
 
 def default_output(stem: str, folder: Path = OUTPUT_FOLDER, now: datetime.datetime | None = None) -> Path:
@@ -84,6 +85,7 @@ def plan_training(pairs: TrainingPairs, settings: FinetuneSettings, description:
         # Absolute-position models: crops stand anywhere in a whole (target_size) image.
         tasks=TaskConfig(position_offset=float(max(settings.target_size - crop, 0))),
         lr=settings.lr, warmup_steps=max(1, min(100, settings.steps // 10)), seed=settings.seed,
+        device=settings.device,
         checkpoint_every=max(int(settings.checkpoint_every), 0),
         time_limit_s=settings.time_limit_min * 60 if settings.time_limit_min > 0 else None,
         command=f"napari-seem fine-tuning widget: {description or 'layers'}; start {settings.start}"

@@ -21,10 +21,6 @@ RANDOM_TINY = "random weights (tiny, for trying the UI)"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 CheckpointUse = Literal["none", "optional", "required"]
 
-# The engine converts results with ``tensor.numpy()`` and builds some helper tensors on the CPU, so
-# today it only runs on the CPU. Until that changes, "auto" means the CPU and an explicit GPU
-# choice is refused with a clear message instead of failing inside the first click.
-ENGINE_ACCELERATOR_READY = False
 
 
 class ModelError(ValueError):
@@ -188,28 +184,21 @@ def check_checkpoint(source: ModelSource, checkpoint: str | None) -> str | None:
     return str(path)
 
 
-def resolve_device(choice: str, accelerators_ok: bool | None = None) -> str:
+def resolve_device(choice: str) -> str:
     """``"auto"`` -> ``"cuda"`` if available, else ``"mps"`` if available, else ``"cpu"``; an explicit
-    choice is checked and refused with a clear :class:`ModelError` when it is not available.
-    ``accelerators_ok`` (default :data:`ENGINE_ACCELERATOR_READY`): whether GPUs may be used at all."""
+    choice is checked and refused with a clear :class:`ModelError` when it is not available."""
     import torch
 
     choice = (choice or "auto").lower()
     if choice not in DEVICES:
         raise ModelError(f"unknown device {choice!r}; choose one of {', '.join(DEVICES)}")
-    accelerators_ok = ENGINE_ACCELERATOR_READY if accelerators_ok is None else accelerators_ok
     available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": _mps_available(torch)}
     if choice == "auto":
-        if accelerators_ok:
-            return next(d for d in ("cuda", "mps", "cpu") if available[d])
-        return "cpu"
+        return next(d for d in ("cuda", "mps", "cpu") if available[d])
     if not available[choice]:
         reason = {"cuda": "no CUDA GPU is visible to this PyTorch build",
                   "mps": "Apple's Metal (MPS) backend is not available on this machine"}[choice]
         raise ModelError(f"device {choice.upper()} is not available: {reason}. Choose CPU or auto.")
-    if choice != "cpu" and not accelerators_ok:
-        raise ModelError(f"device {choice.upper()} is available, but the SEEM engine runs on the CPU only "
-                         "for now. Choose CPU or auto.")
     return choice
 
 

@@ -153,9 +153,13 @@ def learning_rate(step: int, config: TrainConfig) -> float:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``"auto"``: CUDA when available, else the CPU; any other name as torch spells it."""
+    """``"auto"``: CUDA when available, else Apple's MPS when available, else the CPU; any other
+    name as torch spells it."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        mps = getattr(torch.backends, "mps", None)
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
     return torch.device(name)
 
 
