@@ -225,3 +225,20 @@ def test_box_aware_selection_is_used_only_for_box_objects(predictor, monkeypatch
     # Called once, for the box object: its 3 candidate queries at model resolution, box in model pixels.
     assert seen == [((3, 96, 64), (round(40 * s), round(10 * s), round(100 * s), round(70 * s)), 0.5, 0.1)]
     assert torch.equal(forced[0].logits, plain[0].logits)
+
+
+def test_v0_mode_answers_several_objects_each_as_if_alone():
+    """v0 merges the prompts of one decode into one object, so the engine decodes its objects one by
+    one: two clicks at once give the masks each click gives alone."""
+    torch.manual_seed(0)
+    predictor = SeemPredictor(build_seem(tiny_config("v0")), target_size=64)
+    predictor.set_image(_plane())
+    prompts = [ObjectPrompt(points=[Point(30, 20)]), ObjectPrompt(boxes=[Box(60, 40, 100, 70)])]
+    together = predictor.predict(prompts)
+    for prompt, result in zip(prompts, together):
+        np.testing.assert_array_equal(result.mask, predictor.predict([prompt])[0].mask)
+
+
+def test_the_demo_layout_is_refused_with_the_mode_to_use():
+    with pytest.raises(ValueError, match="not 'demo'.*focalt_v0"):
+        SeemPredictor(build_seem(tiny_config("demo")))

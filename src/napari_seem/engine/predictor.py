@@ -68,6 +68,15 @@ from .image import DEFAULT_TARGET_SIZE, PreparedImage, prepare_image
 from .point_grid import PointGrid, segment_by_points
 
 MAX_OBJECTS_PER_PASS = 32  # v1's 32 memory tokens are split among the objects of one pass
+ENGINE_MODES = ("v1", "v0")  # the demo layout answers through object queries: not wired into the engine
+
+
+def objects_per_pass(model: SeemModel) -> int:
+    """Objects one decode can answer apart: v1 keeps each prompt object's tokens and queries apart
+    and splits its memory tokens among them; v0 merges all prompts of a decode into one object."""
+    if not model.layout.per_object_prompts:
+        return 1
+    return max(1, min(MAX_OBJECTS_PER_PASS, model.cfg.decoder.spatial_memories))
 
 
 @dataclass
@@ -116,6 +125,10 @@ class SeemPredictor:
             raise ValueError(f"box_weight must be in [0, 1], got {box_weight}")
         if box_margin is not None and box_margin < 0:
             raise ValueError(f"box_margin must be >= 0 (a fraction of the box size) or None, got {box_margin}")
+        if model.layout.name not in ENGINE_MODES:
+            raise ValueError(f"the engine runs SEEM's {' and '.join(ENGINE_MODES)} modes, not {model.layout.name!r} "
+                             "(the official Gradio app's decoder); load the same v0 checkpoint as 'focalt_v0' or "
+                             "'focall_v0', or call model.set_mode('v0')")
         self.model = model.eval()
         self.target_size = target_size
         self.seed = seed
@@ -184,8 +197,9 @@ class SeemPredictor:
         results: list[ObjectResult | None] = [None] * len(prompts)
         with torch.no_grad():
             for text, group in _visual_passes(prompts, previous):
-                for start in range(0, len(group), MAX_OBJECTS_PER_PASS):
-                    chunk = group[start : start + MAX_OBJECTS_PER_PASS]
+                size = objects_per_pass(self.model)
+                for start in range(0, len(group), size):
+                    chunk = group[start : start + size]
                     answers = self._predict_visual([prompts[i] for i in chunk], [previous[i] for i in chunk], text)
                     for i, result in zip(chunk, answers):
                         results[i] = result

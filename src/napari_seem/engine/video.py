@@ -77,7 +77,7 @@ from .conversion import (
 from .feature_cache import FeatureCache, encode_prepared
 from .heap import release_free_memory
 from .image import PreparedImage, prepare_image
-from .predictor import MAX_OBJECTS_PER_PASS, ObjectResult, SeemPredictor
+from .predictor import ObjectResult, SeemPredictor, objects_per_pass
 
 DIRECTIONS = ("forward", "backward", "both")
 
@@ -489,7 +489,7 @@ class VideoSession:
     @property
     def objects_per_pass(self) -> int:
         """Objects decoded together: v1 splits its memory tokens among them, so never more than those."""
-        return max(1, min(MAX_OBJECTS_PER_PASS, self.model.cfg.decoder.spatial_memories))
+        return objects_per_pass(self.model)
 
     def _decode_from(
         self,

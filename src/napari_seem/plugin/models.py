@@ -103,8 +103,9 @@ def _builtin_sources() -> dict[str, ModelSource]:
 
 
 def _preset_names() -> tuple[str, ...]:
-    # The preset list lives in model.config, whose package imports torch; these names are stable.
-    return ("focalt_v1", "focall_v1", "focalt_v0", "focall_v0", "focalt_demo", "focall_demo")
+    # The preset list lives in model.config, whose package imports torch; these names are stable. The
+    # demo presets (the official app's decoder layout) are left out: the engine runs v1 and v0 only.
+    return ("focalt_v1", "focall_v1", "focalt_v0", "focall_v0")
 
 
 def tiny_random_config():
