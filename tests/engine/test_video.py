@@ -394,3 +394,13 @@ def test_z_stack_propagates_both_ways_from_the_middle_slice(predictor):
     assert sorted(session.results) == list(range(depth))
     assert all(set(session.results[z]) == {1, 2} for z in range(depth))
     assert session.results[0][1].mask.shape == volume.shape[1:]
+
+
+def test_propagation_in_v0_mode_is_refused_and_says_which_models_can():
+    torch.manual_seed(0)
+    v0 = SeemPredictor(build_seem(tiny_config("v0")), target_size=64)
+    session = VideoSession(v0, _frames(), **NEVER_LOST)
+    session.add_prompts(0, 1, _click())
+    with pytest.raises(ValueError, match="'v0' mode: choose a v1 model"):
+        next(session.propagate("forward"))
+    assert set(session.results) == {0}  # nothing was propagated

@@ -353,8 +353,9 @@ class VideoSession:
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
         if self.model.layout.name != "v1":
-            raise ValueError(f"propagation needs the v1 inference logic, the model is in {self.model.layout.name!r}: "
-                             "call model.set_mode('v1')")
+            raise ValueError(f"propagation needs SEEM's v1 logic (a memory prompt per object); the model is in "
+                             f"{self.model.layout.name!r} mode: choose a v1 model (the embedded default, "
+                             "seem_focalt_v1, seem_focall_v1), or from Python call model.set_mode('v1')")
         sources = self._sources(start, objects)
         steps = {"forward": [1], "backward": [-1], "both": [1, -1]}[direction]
         return [_Pass(step, sources, last) for step, last in zip(steps, self._stops(direction, stop))]
