@@ -45,7 +45,6 @@ class DeviceMismatch(RuntimeError):
 class DeviceTensor(torch.Tensor):
     """A tensor that says it lives on :data:`ACCELERATOR`; its data is the CPU tensor ``inner``."""
 
-
     inner: torch.Tensor
 
     @staticmethod
@@ -63,10 +62,6 @@ class DeviceTensor(torch.Tensor):
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
         # Reached only outside simulated_accelerator(): the simulation is off, so is the model.
         raise RuntimeError(f"{func} on a DeviceTensor outside simulated_accelerator()")
-
-
-def _is_accelerator(device) -> bool:
-    return device is not None and torch.device(device).type in _ACCELERATOR_TYPES
 
 
 def _as_accelerator(value):
@@ -105,7 +100,7 @@ class _Simulation(TorchDispatchMode):
         name = func.overloadpacket.__name__
         flat, _ = tree_flatten((args, kwargs))
         wrapped = [a for a in flat if isinstance(a, DeviceTensor)]
-        onto_accelerator = _is_accelerator(kwargs.get("device"))
+        onto_accelerator = _as_accelerator(kwargs.get("device")) == ACCELERATOR
         if onto_accelerator:
             kwargs["device"] = _CPU
         if not wrapped and not onto_accelerator:
@@ -121,9 +116,8 @@ class _Simulation(TorchDispatchMode):
                                f"'{generator.device.type}' ({func})")
         inner_args, inner_kwargs = tree_map(lambda a: a.inner if isinstance(a, DeviceTensor) else a, (args, kwargs))
         out = func(*inner_args, **inner_kwargs)
-        leaves_cpu = name == "_to_copy" and "device" in kwargs and not onto_accelerator and kwargs["device"] is not None
-        if leaves_cpu:
-            return out
+        if name == "_to_copy" and kwargs.get("device") is not None and not onto_accelerator:
+            return out  # .cpu() / .to("cpu"): leaves the accelerator
         originals = {id(w.inner): w for w in wrapped}
         return tree_map(lambda o: self._wrap(o, originals), out)
 

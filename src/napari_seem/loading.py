@@ -32,6 +32,21 @@ class DefaultModelMissing(FileNotFoundError):
     """The embedded default model's file is not where the package expects it."""
 
 
+# ---------------------------------------------------------------------------------------- devices
+def available_devices() -> dict[str, bool]:
+    """Which of ``cpu``, ``cuda`` and ``mps`` this machine's PyTorch can use."""
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    return {"cpu": True, "cuda": torch.cuda.is_available(), "mps": bool(mps is not None and mps.is_available())}
+
+
+def auto_device() -> str:
+    """What ``device="auto"`` means everywhere: a CUDA GPU when there is one, else Apple's MPS, else the CPU."""
+    available = available_devices()
+    return next(d for d in ("cuda", "mps", "cpu") if available[d])
+
+
 # ---------------------------------------------------------------------------------------- the default
 def default_checkpoint() -> Path:
     """Where the embedded default model is read from: ``$NAPARI_SEEM_DEFAULT_MODEL`` or

@@ -105,7 +105,7 @@ def test_boundary_f():
 
 
 def test_propagation_scores_every_frame_against_the_tracks():
-    from conftest import synthetic_pair
+    from synthetic_instances import synthetic_pair
 
     image, labels = synthetic_pair(0, size=64)
     frames, reference = np.stack([image] * 3), np.stack([labels] * 3)

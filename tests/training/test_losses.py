@@ -60,7 +60,7 @@ def test_interactive_loss_supervises_the_best_candidate():
 
 
 def _synthetic_source():
-    from conftest import synthetic_pair
+    from synthetic_instances import synthetic_pair
 
     return MixedDataset([ArrayDataset([synthetic_pair(s) for s in range(2)], "nucleus", target_size=96)])
 

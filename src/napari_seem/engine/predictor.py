@@ -195,9 +195,9 @@ class SeemPredictor:
             except PromptError as err:
                 raise PromptError(f"object {i}: {err}") from None
         results: list[ObjectResult | None] = [None] * len(prompts)
+        size = objects_per_pass(self.model)
         with torch.no_grad():
             for text, group in _visual_passes(prompts, previous):
-                size = objects_per_pass(self.model)
                 for start in range(0, len(group), size):
                     chunk = group[start : start + size]
                     answers = self._predict_visual([prompts[i] for i in chunk], [previous[i] for i in chunk], text)

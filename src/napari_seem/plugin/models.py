@@ -22,7 +22,6 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 CheckpointUse = Literal["none", "optional", "required"]
 
 
-
 class ModelError(ValueError):
     """A model that cannot be loaded as asked (unknown source, bad checkpoint, unavailable device)."""
 
@@ -188,24 +187,18 @@ def check_checkpoint(source: ModelSource, checkpoint: str | None) -> str | None:
 def resolve_device(choice: str) -> str:
     """``"auto"`` -> ``"cuda"`` if available, else ``"mps"`` if available, else ``"cpu"``; an explicit
     choice is checked and refused with a clear :class:`ModelError` when it is not available."""
-    import torch
+    from napari_seem.loading import auto_device, available_devices
 
     choice = (choice or "auto").lower()
     if choice not in DEVICES:
         raise ModelError(f"unknown device {choice!r}; choose one of {', '.join(DEVICES)}")
-    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": _mps_available(torch)}
     if choice == "auto":
-        return next(d for d in ("cuda", "mps", "cpu") if available[d])
-    if not available[choice]:
+        return auto_device()
+    if not available_devices()[choice]:
         reason = {"cuda": "no CUDA GPU is visible to this PyTorch build",
                   "mps": "Apple's Metal (MPS) backend is not available on this machine"}[choice]
         raise ModelError(f"device {choice.upper()} is not available: {reason}. Choose CPU or auto.")
     return choice
-
-
-def _mps_available(torch) -> bool:
-    backend = getattr(torch.backends, "mps", None)
-    return bool(backend is not None and backend.is_available())
 
 
 def load_model(name: str, checkpoint: str | None = None, device: str = "auto") -> LoadedModel:

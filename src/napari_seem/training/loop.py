@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from napari_seem.loading import auto_device
 from napari_seem.model import SeemConfig, SeemModel, build_seem
 
 from .checkpoint import code_revision, load_model, save_trained
@@ -153,14 +154,9 @@ def learning_rate(step: int, config: TrainConfig) -> float:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``"auto"``: CUDA when available, else Apple's MPS when available, else the CPU; any other
+    """``"auto"``: :func:`napari_seem.loading.auto_device` (CUDA, else MPS, else the CPU); any other
     name as torch spells it."""
-    if name == "auto":
-        mps = getattr(torch.backends, "mps", None)
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
-    return torch.device(name)
+    return torch.device(auto_device() if name == "auto" else name)
 
 
 class _History:
