@@ -82,3 +82,27 @@ def test_training_on_a_gpu_saves_a_checkpoint_that_loads_on_the_cpu(tmp_path, sy
     saved = torch.load(path, weights_only=True)["state_dict"]
     assert all(type(t) is torch.Tensor and t.device.type == "cpu" for t in saved.values())
     load_trained(path)
+
+
+def test_a_run_cut_off_resumes_where_it_stopped_and_ends_as_an_uncut_run(tmp_path, synthetic_folder):
+    whole = train(_config(tmp_path / "whole", synthetic_folder, steps=4, checkpoint_every=2))
+    # Cut off after step 2 (the callback stops it), then resumed from its train_state.pt.
+    cut = _config(tmp_path / "cut", synthetic_folder, steps=4, checkpoint_every=2,
+                  callback=lambda progress: progress.step < 2)
+    train(cut)
+    assert (tmp_path / "cut" / "run" / "train_state.pt").is_file()
+    steps = []
+    resumed = train(_config(tmp_path / "cut", synthetic_folder, steps=4, checkpoint_every=2, resume=True,
+                            callback=lambda progress: steps.append(progress.step)))
+    assert steps == [3, 4]
+    metrics = read_record(resumed)["metrics"]
+    uncut = read_record(whole)["metrics"]["history"]
+    assert metrics["steps"] == 4 and [row["step"] for row in metrics["history"]] == [row["step"] for row in uncut]
+    a, b = torch.load(whole, weights_only=True)["state_dict"], torch.load(resumed, weights_only=True)["state_dict"]
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_resume_without_a_saved_state_starts_from_the_beginning(tmp_path, synthetic_folder):
+    steps = []
+    train(_config(tmp_path, synthetic_folder, steps=2, resume=True, callback=lambda p: steps.append(p.step)))
+    assert steps == [1, 2]

@@ -28,6 +28,8 @@ def add_eval_parser(sub, func) -> None:
     interactive.add_argument("--max-objects", type=int, help="at most this many objects per image (seeded choice)")
     interactive.add_argument("--min-area", type=int, default=10, help="skip objects with fewer pixels (default 10)")
     interactive.add_argument("--per-object", action="store_true", help="also write every object's clicks and IoUs")
+    interactive.add_argument("--baseline", choices=("random_walker", "none"), default="random_walker",
+                             help="also run the classical floor on the same objects (default: random_walker)")
     propagation = protocols.add_parser("propagation", help="J, F, J&F against tracked labels of a time-lapse")
     propagation.add_argument("--data", required=True, metavar="PATH",
                              help="a folder with images.tif (T, H, W) and labels_tracked_pseudogt.tif")
@@ -73,20 +75,31 @@ def _items(root: str, names: set[str] | None):
 def run_interactive(args: argparse.Namespace) -> dict:
     from .interactive import evaluate_interactive, format_table
 
+    from .baseline import RandomWalkerPredictor
+
     predictor, weights = _predictor(args)
+    floor = RandomWalkerPredictor() if args.baseline == "random_walker" else None
     wanted = set(args.names) if args.names else None
-    reports = []
+    reports, floors = [], []
     for root in args.data:
         chosen = list(_items(root, wanted))
         if not chosen:
             continue
-        reports.append(evaluate_interactive(predictor, chosen, Path(root).name, args.max_clicks, args.max_objects,
-                                            args.min_area, args.seed))
+        options = (Path(root).name, args.max_clicks, args.max_objects, args.min_area, args.seed)
+        reports.append(evaluate_interactive(predictor, chosen, *options))
+        if floor is not None:  # the same seed picks the same objects
+            floors.append(evaluate_interactive(floor, chosen, *options))
     if not reports:
         raise ValueError(f"no images to evaluate in {args.data} (names: {sorted(wanted) if wanted else 'all'})")
-    print(format_table(reports), flush=True)
+    print(f"model: {weights}\n{format_table(reports)}", flush=True)
+    if floors:
+        print(f"\nclassical floor, the same objects and protocol: {floor.name}\n{format_table(floors)}", flush=True)
     result = {"protocol": "interactive", "weights": weights, "max_clicks": args.max_clicks,
-              "names": sorted(wanted) if wanted else "all", "datasets": [r.summary() for r in reports]}
+              "max_objects": args.max_objects, "names": sorted(wanted) if wanted else "all",
+              "datasets": [r.summary() for r in reports]}
+    if floors:
+        result["baseline"] = {"name": floor.name, "beta": floor.beta, "margin": floor.margin,
+                              "datasets": [r.summary() for r in floors]}
     if args.out:
         full = dict(result)
         if args.per_object:

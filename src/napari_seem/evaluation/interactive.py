@@ -49,6 +49,7 @@ class ObjectTrace:
     ious: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     clicks: list[tuple[int, int, bool]] = field(default_factory=list)
+    other_iou: float = 0.0  # after the first click: the best IoU of the mask with any *other* object
 
 
 def number_of_clicks(ious: Sequence[float], threshold: float, max_clicks: int = 20) -> int:
@@ -72,9 +73,12 @@ def run_object(
     min_clicks: int = MIOU_CLICKS,
     name: str = "",
     object_id: int = 0,
+    labels: np.ndarray | None = None,
 ) -> ObjectTrace:
     """Click on one object of the predictor's current image until ``max_clicks``, or until at least
-    ``min_clicks`` clicks reached ``stop_iou``; ``target`` is the object's bool mask ``[H, W]``."""
+    ``min_clicks`` clicks reached ``stop_iou``; ``target`` is the object's bool mask ``[H, W]``.
+    With the image's instance ``labels``, the first mask is also compared with every other object
+    (``other_iou``: did the click return a neighbour?)."""
     trace = ObjectTrace(name, object_id)
     clicks: list[Click] = [first_click(target)]
     previous: ObjectResult | None = None
@@ -84,6 +88,8 @@ def run_object(
         result = predictor.predict([prompt], previous=None if previous is None else [previous])[0]
         trace.seconds.append(time.perf_counter() - start)
         trace.ious.append(mask_iou(result.mask, target))
+        if k == 1 and labels is not None:
+            trace.other_iou = best_other_iou(result.mask, labels, object_id)
         if k >= min_clicks and trace.ious[-1] >= stop_iou:
             break
         click = next_click(result.mask, target)
@@ -93,6 +99,17 @@ def run_object(
         previous = result
     trace.clicks = [(c.y, c.x, c.positive) for c in clicks[: len(trace.ious)]]
     return trace
+
+
+def best_other_iou(mask: np.ndarray, labels: np.ndarray, object_id: int) -> float:
+    """The best IoU of ``mask`` with an object of ``labels`` other than ``object_id`` (0 if none)."""
+    labels = np.asarray(labels)
+    ids, overlap = np.unique(labels[mask], return_counts=True)
+    keep = (ids != 0) & (ids != object_id)
+    if not keep.any():
+        return 0.0
+    areas = np.bincount(labels.ravel(), minlength=int(ids.max()) + 1)[ids[keep]]
+    return float(np.max(overlap[keep] / (areas + mask.sum() - overlap[keep])))
 
 
 @dataclass
@@ -109,6 +126,8 @@ class InteractiveReport:
     encode_seconds: float
     max_clicks: int
     traces: list[ObjectTrace] = field(default_factory=list)
+    # First click: share of objects whose mask matches another object better than the clicked one.
+    neighbour_rate: float = 0.0
 
     def summary(self) -> dict:
         """Everything but the traces (JSON-friendly)."""
@@ -130,8 +149,9 @@ def summarize(dataset: str, traces: list[ObjectTrace], images: int, encode_secon
         failures[key] = int(sum(max(t.ious[:max_clicks]) < threshold for t in traces))
     miou = {f"mIoU@{k}": float(np.mean([iou_after(t.ious, k) for t in traces])) for k in range(1, MIOU_CLICKS + 1)}
     seconds = [s for t in traces for s in t.seconds]
+    neighbour = float(np.mean([t.other_iou > t.ious[0] for t in traces]))
     return InteractiveReport(dataset, images, len(traces), noc, failures, miou, float(np.mean(seconds)),
-                             encode_seconds, max_clicks, traces)
+                             encode_seconds, max_clicks, traces, neighbour)
 
 
 def choose_objects(labels: np.ndarray, max_objects: int | None, min_area: int, rng: np.random.Generator) -> list[int]:
@@ -169,7 +189,7 @@ def evaluate_interactive(
         encode_times.append(time.perf_counter() - start)
         for object_id in choose_objects(np.asarray(labels), max_objects, min_area, rng):
             traces.append(run_object(predictor, np.asarray(labels) == object_id, max_clicks, name=name,
-                                     object_id=object_id))
+                                     object_id=object_id, labels=np.asarray(labels)))
         if progress is not None:
             progress(name, traces)
     return summarize(dataset, traces, len(encode_times), float(np.mean(encode_times)) if encode_times else 0.0,
@@ -181,9 +201,10 @@ def format_table(reports: Sequence[InteractiveReport]) -> str:
     keys = [f"NoC@{round(t * 100)}" for t in THRESHOLDS]
     header = f"{'dataset':<28}{'images':>7}{'objects':>8}" + "".join(f"{k:>8}" for k in keys)
     header += "".join(f"{f'mIoU@{k}':>8}" for k in range(1, MIOU_CLICKS + 1)) + f"{'ms/click':>10}{'encode s':>10}"
+    header += f"{'neighbour':>10}"
     rows = [header, "-" * len(header)]
     for r in reports:
         row = f"{r.dataset:<28}{r.images:>7}{r.objects:>8}" + "".join(f"{r.noc[k]:>8.2f}" for k in keys)
         row += "".join(f"{r.miou[f'mIoU@{k}']:>8.3f}" for k in range(1, MIOU_CLICKS + 1))
-        rows.append(row + f"{r.seconds_per_click * 1000:>10.1f}{r.encode_seconds:>10.3f}")
+        rows.append(row + f"{r.seconds_per_click * 1000:>10.1f}{r.encode_seconds:>10.3f}{r.neighbour_rate:>10.3f}")
     return "\n".join(rows)

@@ -72,6 +72,10 @@ class DecoderConfig:
     # the decoder's level maps, so prompt points and masks carry where they are, and use it for the
     # cross-attention keys (see SeemDecoder.prepare_memory).
     absolute_position: bool = False
+    # Ours, not official (default off): a spatial query's mask embedding gets the prompt's own
+    # embedding (its mean mask feature, normalised) times a learned scale, so its mask starts from
+    # "pixels like the prompted ones, near them" (see SeemDecoder._prompt_bias).
+    prompt_similarity: bool = False
 
 
 @dataclass(frozen=True)

@@ -139,6 +139,8 @@ class SeemDecoder(nn.Module):
         )
         self.spatial_embed = nn.Embedding(cfg.spatial_memories, hidden)
         self.spatial_featured = nn.Embedding(cfg.spatial_memories, hidden)
+        if cfg.prompt_similarity:  # ours (see _prompt_bias)
+            self.prompt_similarity_scale = nn.Parameter(torch.ones(()))
         # Normalised class-name embeddings [K+1, dim_proj] (last = background); set by a vocabulary.
         self.register_buffer("vocabulary_embeddings", None, persistent=False)
         # Input-pixel (y, x) of the image's top-left corner for cfg.absolute_position (training crops).
@@ -269,7 +271,8 @@ class SeemDecoder(nn.Module):
         cross_slices = group_slices(layout.cross, groups)
         keep_all = keep_aux
         predictions, query_states = [], []
-        pred, allowed = self._predict(groups, layout, memory, 0, full=keep_all)
+        bias = self._prompt_bias(groups, spatial)
+        pred, allowed = self._predict(groups, layout, memory, 0, bias, full=keep_all)
         if keep_all:
             predictions.append(pred)
         levels = self.cfg.num_feature_levels
@@ -285,10 +288,23 @@ class SeemDecoder(nn.Module):
             if keep_query_states and "queries_object" in groups:
                 query_states.append(groups["queries_object"].content)
             last = i == self.cfg.num_layers - 1
-            pred, allowed = self._predict(groups, layout, memory, (i + 1) % levels, full=keep_all or last)
+            pred, allowed = self._predict(groups, layout, memory, (i + 1) % levels, bias, full=keep_all or last)
             if keep_all or last:
                 predictions.append(pred)
         return DecoderOutput(predictions, spatial, visual, query_indices, query_states)
+
+    def _prompt_bias(self, groups, spatial: VisualPrompt | None) -> torch.Tensor | None:
+        """With ``cfg.prompt_similarity``: ``[B, kN, C]``, added to the spatial queries' mask embeddings,
+        each query's prompt embedding (normalised) times the learned scale. Its mask then holds the
+        similarity of every pixel's mask feature to the prompt's, and with ``absolute_position`` that
+        feature carries where the prompt is: the mask starts at the prompted place, not anywhere the
+        same kind of object is."""
+        if not self.cfg.prompt_similarity or spatial is None or "queries_spatial" not in groups:
+            return None
+        direction = F.normalize(spatial.pos_embedding, dim=-1)  # [B, N, C]
+        index = groups["queries_spatial"].object_index  # [B, kN]
+        picked = torch.gather(direction, 1, index[..., None].expand(-1, -1, direction.shape[-1]))
+        return self.prompt_similarity_scale * picked
 
     def _initial_groups(
         self, layout, batch, spatial, grounding, prev_mask, indices, generator, include_object
@@ -393,7 +409,7 @@ class SeemDecoder(nn.Module):
 
     # ------------------------------------------------------------------ heads
     def _predict(
-        self, groups, layout, memory: DecoderMemory, level: int, full: bool
+        self, groups, layout, memory: DecoderMemory, level: int, bias: torch.Tensor | None, full: bool
     ) -> tuple[dict[str, Prediction], torch.Tensor]:
         """Heads on the cross-attention sequence; returns per-group predictions (when ``full``) and the
         next layer's cross-attention *allowed* mask ``[B, Q, H_l*W_l]`` (sigmoid(mask) >= 0.5) for
@@ -402,6 +418,9 @@ class SeemDecoder(nn.Module):
         content = torch.cat([groups[n].content for n in names])
         normed = self.decoder_norm(content).transpose(0, 1)  # [B, Q, C]
         mask_emb = self.mask_embed(normed)
+        if bias is not None:  # cfg.prompt_similarity: see _prompt_bias
+            rows = group_slices(names, groups)["queries_spatial"]
+            mask_emb = torch.cat([mask_emb[:, : rows.start], mask_emb[:, rows] + bias, mask_emb[:, rows.stop :]], 1)
         if not full:
             # resize(mask_emb . F) == mask_emb . resize(F): skip the full-resolution masks.
             level_masks = torch.bmm(memory.level_mask_features[level], mask_emb.transpose(1, 2)).transpose(1, 2)

@@ -15,7 +15,7 @@ import math
 import shlex
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -31,7 +31,8 @@ from .data import ArrayDataset, Augmentation, FolderDataset, InstanceDataset, Mi
 from .step import TaskConfig, training_step
 
 CLIP_LOGIT_SCALE = math.log(1 / 0.07)  # CLIP's initial temperature, for models trained from scratch
-MAX_LOGIT_SCALE = math.log(100.0)  # the official grounding clamps exp(logit_scale) at 100
+MAX_LOGIT_SCALE = math.log(100.0)
+STATE_NAME = "train_state.pt"  # a run's resumable state, beside its checkpoint  # the official grounding clamps exp(logit_scale) at 100
 
 
 @dataclass
@@ -85,9 +86,12 @@ class TrainProgress:
 class TrainConfig:
     """Everything a training run needs. ``model``: a preset name or a :class:`SeemConfig`;
     ``init_checkpoint``: start from these weights (a trained or an official checkpoint of that model)
-    instead of random ones. ``holdout``: item names kept out of training (evaluation images).
+    instead of random ones; ``prompt_similarity``: switch on ``DecoderConfig.prompt_similarity`` (also
+    for a checkpoint trained without it). ``holdout``: item names kept out of training (evaluation images).
     ``time_limit_s``: stop (and save) after this much wall time. ``snapshots``: also keep a copy of
-    every periodic checkpoint (``model_step<N>.pt``). ``command``: recorded as the command that made
+    every periodic checkpoint (``model_step<N>.pt``). ``resume``: continue from ``out_dir``'s
+    ``train_state.pt`` (weights, optimiser, step, random streams, history), written beside every
+    checkpoint, when there is one (a run cut off goes on where it stopped). ``command``: recorded as the command that made
     the checkpoint (default: this process's command line)."""
 
     out_dir: str | Path
@@ -113,20 +117,43 @@ class TrainConfig:
     log_every: int = 10
     time_limit_s: float | None = None
     checkpoint_name: str = "model.pt"
+    resume: bool = False
+    prompt_similarity: bool = False
     command: str | None = None
     callback: Callable[[TrainProgress], bool | None] | None = None
 
 
 # ---------------------------------------------------------------------------------------- pieces
 def build_model(config: TrainConfig) -> SeemModel:
-    """The model to train: the preset/config with random weights (seeded) or ``init_checkpoint``'s."""
+    """The model to train: the preset/config with random weights (seeded) or ``init_checkpoint``'s.
+    ``prompt_similarity`` switches the decoder's prompt-similarity term on (its scale starts at its
+    initial value when the checkpoint had none)."""
     torch.manual_seed(config.seed)
     if config.init_checkpoint is not None:
-        return load_model(config.init_checkpoint, config.model)[0]
+        model = load_model(config.init_checkpoint, config.model)[0]
+        if config.prompt_similarity and not model.cfg.decoder.prompt_similarity:
+            model = with_prompt_similarity(model)
+        return model
     model = build_seem(config.model)
+    if config.prompt_similarity and not model.cfg.decoder.prompt_similarity:
+        model = build_seem(_prompt_similarity_config(model.cfg))
     with torch.no_grad():  # from scratch: CLIP's temperature, not the official init of exp(1)
         model.predictor.lang_encoder.logit_scale.fill_(CLIP_LOGIT_SCALE)
     return model
+
+
+def _prompt_similarity_config(cfg: SeemConfig) -> SeemConfig:
+    return replace(cfg, decoder=replace(cfg.decoder, prompt_similarity=True))
+
+
+def with_prompt_similarity(model: SeemModel) -> SeemModel:
+    """``model`` with the decoder's prompt-similarity term added: every weight kept, the new scale
+    at its initial value (a model trained without it goes on training with it)."""
+    out = build_seem(_prompt_similarity_config(model.cfg))
+    missing, unexpected = out.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or any(not k.endswith("prompt_similarity_scale") for k in missing):
+        raise RuntimeError(f"unexpected keys adding prompt similarity: missing {missing}, unexpected {unexpected}")
+    return out
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -212,10 +239,35 @@ class _Run:
         self.step = 0
         self.lr = learning_rate(0, config)
         self.last: dict[str, float] = {}
+        self.elapsed_before = 0.0  # wall time of the runs this one resumes
+        self.state_path = Path(config.out_dir) / STATE_NAME
+        if config.resume and self.state_path.is_file():
+            self.load_state()
 
     @property
     def elapsed(self) -> float:
-        return time.perf_counter() - self.start
+        return self.elapsed_before + time.perf_counter() - self.start
+
+    def save_state(self) -> None:
+        """Everything needed to continue this run (atomically, beside the checkpoint)."""
+        state = {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
+            "rng": self.rng.bit_generator.state, "generator": self.generator.get_state(),
+            "history": self.history.rows, "recent": self.history.recent, "elapsed_s": self.elapsed,
+        }
+        temporary = self.state_path.with_name(self.state_path.name + ".tmp")
+        torch.save(state, temporary)
+        temporary.replace(self.state_path)
+
+    def load_state(self) -> None:
+        state = torch.load(self.state_path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        self.rng.bit_generator.state = state["rng"]
+        self.generator.set_state(state["generator"])
+        self.history.rows, self.history.recent = list(state["history"]), list(state["recent"])
+        self.elapsed_before = float(state["elapsed_s"])
 
     def advance(self) -> None:
         """One optimisation step."""
@@ -250,6 +302,8 @@ class _Run:
         if self.config.snapshots and not done:
             snapshot = self.out_path.with_name(f"{self.out_path.stem}_step{self.step}.pt")
             save_trained(snapshot, self.model, metrics=metrics, **self.record)
+        if not done:
+            self.save_state()
         self.model.train()
         return path
 
@@ -258,6 +312,8 @@ def train(config: TrainConfig) -> Path:
     """Train as ``config`` says; returns the path of the final checkpoint (also when stopped early)."""
     run = _Run(config)
     reason = "finished"
+    if config.time_limit_s is not None:  # the limit counts this process's time, also when resuming
+        run.time_limit_at = run.elapsed + config.time_limit_s
     while run.step < config.steps:
         run.advance()
         periodic = config.checkpoint_every and run.step % config.checkpoint_every == 0
@@ -266,7 +322,7 @@ def train(config: TrainConfig) -> Path:
         if config.callback is not None and config.callback(progress) is False:
             reason = "stopped by callback"
             break
-        if config.time_limit_s is not None and run.elapsed >= config.time_limit_s:
+        if config.time_limit_s is not None and run.elapsed >= run.time_limit_at:
             reason = "time limit"
             break
     return run.save(True, reason)

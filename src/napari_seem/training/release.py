@@ -37,6 +37,12 @@ def stage_summary(path: str | Path) -> dict:
     return {"file": Path(path).name, **summary}
 
 
+def stage_lineage(path: str | Path) -> list[dict]:
+    """A stage's own summary, after its lineage when it is a packaged model (fine-tuning a shipped
+    default model continues its lineage)."""
+    return list(read_record(path).get("lineage", [])) + [stage_summary(path)]
+
+
 def evaluation_summary(path: str | Path) -> dict:
     """An ``napari-seem eval`` JSON report without per-object traces or per-frame rows."""
     report = json.loads(Path(path).read_text())
@@ -57,7 +63,7 @@ def package(final: str | Path, out: str | Path, stages: Sequence[str | Path] = (
     payload = _read(final)
     if "seem_config" not in payload:
         raise ValueError(f"{final} is not a napari-seem training checkpoint")
-    payload["lineage"] = [stage_summary(s) for s in stages]
+    payload["lineage"] = [entry for s in stages for entry in stage_lineage(s)]
     payload["evaluation"] = [evaluation_summary(e) for e in evaluations]
     payload["release"] = {"packaged_from": Path(final).name, "code_revision": code_revision()}
     out = Path(out)

@@ -158,7 +158,8 @@ class TextTargets:
 
 
 def grounding_targets(model: SeemModel, batch: Batch, rng: np.random.Generator) -> TextTargets:
-    """One class present in each image becomes its referring text (the class name itself)."""
+    """One class present in each image becomes its referring text (the class name itself); the
+    grounding loss segments the union of that class's instances."""
     encoder = model.predictor.lang_encoder
     cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     tokens, sentences, named = [], [], []
@@ -353,6 +354,8 @@ def _grounding(model, pred: Prediction, state: _StepState, tasks: TaskConfig, ge
     parts = []
     for b, (sentence, named) in enumerate(zip(state.text.sentences, state.text.named)):
         similarity = grounding_similarity(pred.class_emb[b], sentence, scale)[:, 0]
-        parts.append(grounding_loss(pred.masks[b], similarity, state.soft_targets[b][named], tasks.weights,
-                                    tasks.num_points, generator))
+        # A class name names every instance of its class: the text's target is their union (what a
+        # user who types "nucleus" expects: all nuclei), not one instance of it.
+        union = state.soft_targets[b][named].amax(0, keepdim=True)
+        parts.append(grounding_loss(pred.masks[b], similarity, union, tasks.weights, tasks.num_points, generator))
     return {k: torch.stack([p[k] for p in parts]).mean() for k in ("mask", "dice", "selection")}
