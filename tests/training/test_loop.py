@@ -106,3 +106,12 @@ def test_resume_without_a_saved_state_starts_from_the_beginning(tmp_path, synthe
     steps = []
     train(_config(tmp_path, synthetic_folder, steps=2, resume=True, callback=lambda p: steps.append(p.step)))
     assert steps == [1, 2]
+
+
+def test_stop_after_ends_early_on_the_longer_schedule(tmp_path, synthetic_folder):
+    rates = []
+    path = train(_config(tmp_path, synthetic_folder, steps=10, stop_after=2, warmup_steps=5,
+                         callback=lambda p: rates.append(p.lr)))
+    metrics = read_record(path)["metrics"]
+    assert metrics["steps"] == 2 and metrics["stop_reason"] == "stop_after 2"
+    assert rates[-1] < 3e-4 * 2 / 5 + 1e-12  # still warming up towards step 5 of 10

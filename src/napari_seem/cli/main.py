@@ -129,7 +129,7 @@ def run_train(args: argparse.Namespace) -> dict:
         steps=args.steps, batch_size=args.batch_size, augmentation=Augmentation(crop_size=args.crop), tasks=tasks,
         lr=args.lr, warmup_steps=args.warmup, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
         device=args.device, threads=args.threads, seed=args.seed, checkpoint_every=args.checkpoint_every,
-        snapshots=args.snapshots, resume=args.resume, prompt_similarity=args.prompt_similarity, log_every=log_every, time_limit_s=None if args.time_limit is None else args.time_limit * 60,
+        snapshots=args.snapshots, resume=args.resume, stop_after=args.stop_after, prompt_similarity=args.prompt_similarity, log_every=log_every, time_limit_s=None if args.time_limit is None else args.time_limit * 60,
         command="napari-seem " + " ".join(shlex.quote(a) for a in args.argv), callback=report,
     )
     path = train(config)
@@ -181,6 +181,8 @@ def _add_train_parser(sub) -> None:
     train.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (0: at the end)")
     train.add_argument("--prompt-similarity", action="store_true",
                        help="add the decoder's prompt-similarity term (ours; localises clicks in small models)")
+    train.add_argument("--stop-after", type=int, metavar="N",
+                       help="stop after N steps, the learning-rate schedule still planned for --steps")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its train_state.pt (written with every checkpoint)")
     train.add_argument("--snapshots", action="store_true", help="keep every periodic checkpoint as model_step<N>.pt")

@@ -118,6 +118,7 @@ class TrainConfig:
     time_limit_s: float | None = None
     checkpoint_name: str = "model.pt"
     resume: bool = False
+    stop_after: int | None = None
     prompt_similarity: bool = False
     command: str | None = None
     callback: Callable[[TrainProgress], bool | None] | None = None
@@ -321,6 +322,9 @@ def train(config: TrainConfig) -> Path:
         progress = TrainProgress(run.step, config.steps, dict(run.last), run.history.mean, run.lr, run.elapsed, saved)
         if config.callback is not None and config.callback(progress) is False:
             reason = "stopped by callback"
+            break
+        if config.stop_after is not None and run.step >= config.stop_after:
+            reason = f"stop_after {config.stop_after}"
             break
         if config.time_limit_s is not None and run.elapsed >= run.time_limit_at:
             reason = "time limit"
