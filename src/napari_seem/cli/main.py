@@ -102,9 +102,13 @@ def run_train(args: argparse.Namespace) -> dict:
 
     from napari_seem.training import Augmentation, TaskConfig, TrainConfig, read_record, train
 
+    from napari_seem.training.pack import packed_specs
+
     datasets = list(args.data or []) + _tiff_datasets(args.tiffs)
+    datasets += [spec for path in args.packed or [] for spec in packed_specs(path)]
     if not datasets:
-        raise ValueError("no training data: give --data DATASET_FOLDER and/or --tiffs IMAGES_DIR:LABELS_DIR")
+        raise ValueError("no training data: give --data DATASET_FOLDER, --tiffs IMAGES_DIR:LABELS_DIR "
+                         "and/or --packed FILE")
 
     tasks = TaskConfig(
         objects_per_image=args.objects_per_image, single_object_fraction=args.single_object_fraction,
@@ -138,6 +142,15 @@ def run_train(args: argparse.Namespace) -> dict:
             **{k: metrics[k] for k in ("steps", "wall_time_s", "loss_mean_last50", "stop_reason")}}
 
 
+def run_pack(args: argparse.Namespace) -> dict:
+    from napari_seem.training.pack import pack, read_meta
+
+    path = pack(args.data, args.out, args.holdout)
+    sources = read_meta(path)["sources"]
+    return {"packed": str(path), "size_mb": round(path.stat().st_size / 1e6, 2),
+            "items": {s["path"]: len(s["names"]) for s in sources}}
+
+
 def run_eval(args: argparse.Namespace) -> dict:
     from napari_seem.evaluation.cli import run
 
@@ -153,6 +166,8 @@ def _add_train_parser(sub) -> None:
                        metavar="IMAGES_DIR:LABELS_DIR[:CLASS[:WEIGHT]]",
                        help="a folder of image TIFFs and a folder of label TIFFs with the same file names; stacks "
                             "are split into planes and planes without labels skipped; repeatable")
+    train.add_argument("--packed", action="append", metavar="FILE",
+                       help="a packed data file (napari-seem pack): its sources with their classes and weights")
     train.add_argument("--holdout", nargs="*", default=[], metavar="NAME", help="item names kept out of training")
     train.add_argument("--out", required=True, help="output folder for the checkpoint (model.pt)")
     train.add_argument("--model", default="default_tiny", help="model preset (default: default_tiny)")
@@ -200,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("name", help="seem_focalt_v1, seem_focall_v1, seem_focalt_v0 or seem_focall_v0")
     fetch.set_defaults(func=run_fetch)
     _add_train_parser(sub)
+    packer = sub.add_parser("pack", help="pack dataset folders into one compact training file (to train elsewhere)")
+    packer.add_argument("--data", action="append", required=True, type=parse_data_spec, metavar="PATH[:CLASS[:WEIGHT]]",
+                        help="a dataset folder, its class name and weight in the mix; repeatable")
+    packer.add_argument("--holdout", nargs="*", default=[], metavar="NAME", help="item names left out")
+    packer.add_argument("--out", required=True, help="the packed file (.npz)")
+    packer.set_defaults(func=run_pack)
     from napari_seem.evaluation.cli import add_eval_parser
 
     add_eval_parser(sub, run_eval)

@@ -97,7 +97,10 @@ class Sample:
 
 
 class InstanceDataset:
-    """Base: named items, each prepared once (cached) into a :class:`Sample`."""
+    """Base: named items, each prepared once (cached) into a :class:`Sample`. ``limits``: fixed
+    intensity stretch limits (None: each image's percentiles, as the predictor does)."""
+
+    limits: tuple[float, float] | None = None
 
     def __init__(
         self,
@@ -131,7 +134,7 @@ class InstanceDataset:
     def _prepare(self, index: int) -> Sample:
         image, labels = self.raw(index)
         labels = np.asarray(labels)
-        prepared = prepare_image(image, self.channel_axis, self.channels, self.target_size)
+        prepared = prepare_image(image, self.channel_axis, self.channels, self.target_size, limits=self.limits)
         if labels.shape != prepared.original_shape:
             raise ValueError(f"{self.names[index]}: labels {labels.shape} do not match the image plane "
                              f"{prepared.original_shape}")

@@ -37,7 +37,8 @@ STATE_NAME = "train_state.pt"  # a run's resumable state, beside its checkpoint 
 
 @dataclass
 class DatasetSpec:
-    """One training source: a dataset folder (``path``) or in-memory ``(image, labels)`` ``pairs``.
+    """One training source: a dataset folder (``path``), in-memory ``(image, labels)`` ``pairs``, or
+    ``packed``: ``(file, source index)`` of a packed data file (:mod:`napari_seem.training.pack`).
 
     ``class_name``: what its objects are (one name, or the vocabulary when labels carry classes);
     ``weight``: its share in the mix; ``channels``/``channel_axis``: the channel choice, as for
@@ -51,11 +52,17 @@ class DatasetSpec:
     names: Sequence[str] | None = None
     channels: Sequence[int] | int | None = None
     channel_axis: int | None = None
+    packed: tuple[str, int] | None = None
 
     def build(self, holdout: Sequence[str], target_size: int) -> InstanceDataset:
         options = dict(channels=self.channels, channel_axis=self.channel_axis, target_size=target_size)
-        if (self.path is None) == (self.pairs is None):
-            raise ValueError("a DatasetSpec needs either a folder path or in-memory pairs")
+        if sum(x is not None for x in (self.path, self.pairs, self.packed)) != 1:
+            raise ValueError("a DatasetSpec needs one of: a folder path, in-memory pairs, a packed source")
+        if self.packed is not None:
+            from .pack import PackedDataset
+
+            return PackedDataset(self.packed[0], self.packed[1], self.class_name, exclude=holdout,
+                                 target_size=target_size)
         if self.path is not None:
             return FolderDataset(self.path, self.class_name, exclude=holdout, **options)
         kept = [(p, n) for p, n in zip(self.pairs, self.names or [f"array_{i:03d}" for i in range(len(self.pairs))])
