@@ -65,3 +65,12 @@ def test_mixing_follows_the_weights(synthetic_pairs):
     assert set(batch.vocabularies) <= {("nucleus",), ("cell",)}
     with pytest.raises(ValueError, match="weight"):
         MixedDataset([first, second], [1])
+
+
+def test_inverted_crops_show_dark_objects_on_a_bright_field(synthetic_pairs):
+    dataset = ArrayDataset(synthetic_pairs, "nucleus", target_size=96)
+    plain = Augmentation(crop_size=64, invert=1.0, brightness=0.0, contrast=(1.0, 1.0), gamma=(1.0, 1.0),
+                         noise=0.0, grayscale=0.0)
+    example = augment(dataset[0], plain, np.random.default_rng(0))
+    inside = example.masks.any(0)
+    assert example.image.mean(0)[inside].mean() < example.image.mean(0)[~inside].mean()

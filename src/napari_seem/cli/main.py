@@ -130,7 +130,7 @@ def run_train(args: argparse.Namespace) -> dict:
     config = TrainConfig(
         out_dir=args.out, datasets=datasets, holdout=args.holdout, model=args.model,
         init_checkpoint=_init_checkpoint(args.init),
-        steps=args.steps, batch_size=args.batch_size, augmentation=Augmentation(crop_size=args.crop), tasks=tasks,
+        steps=args.steps, batch_size=args.batch_size, augmentation=Augmentation(crop_size=args.crop, invert=args.invert), tasks=tasks,
         lr=args.lr, warmup_steps=args.warmup, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
         device=args.device, threads=args.threads, seed=args.seed, checkpoint_every=args.checkpoint_every,
         snapshots=args.snapshots, resume=args.resume, stop_after=args.stop_after, prompt_similarity=args.prompt_similarity, log_every=log_every, time_limit_s=None if args.time_limit is None else args.time_limit * 60,
@@ -177,6 +177,8 @@ def _add_train_parser(sub) -> None:
     train.add_argument("--steps", type=int, default=1000)
     train.add_argument("--batch-size", type=int, default=4)
     train.add_argument("--crop", type=int, default=256, help="training crop size at model scale (default 256)")
+    train.add_argument("--invert", type=float, default=0.0, metavar="P",
+                       help="probability of inverting a crop's intensities (brightfield-like; default 0)")
     train.add_argument("--lr", type=float, default=3e-4)
     train.add_argument("--warmup", type=int, default=100, help="linear warm-up steps")
     train.add_argument("--weight-decay", type=float, default=0.05)

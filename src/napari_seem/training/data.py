@@ -231,7 +231,9 @@ class Augmentation:
     ``scale``: range of the zoom factor (log-uniform). ``brightness``: shift in units of the 0..255
     range. ``contrast``/``gamma``: ranges (log-uniform). ``noise``: std of Gaussian noise as a
     fraction of 255, applied with probability 0.3. ``grayscale``: probability of turning a colour
-    image gray. ``min_area``: objects with fewer pixels in the crop are dropped (background)."""
+    image gray. ``invert``: probability of inverting the intensities (bright nuclei on a dark field
+    become dark nuclei on a bright one, as in brightfield; none of the training sets has gray
+    brightfield). ``min_area``: objects with fewer pixels in the crop are dropped (background)."""
 
     crop_size: int = 256
     scale: tuple[float, float] = (0.8, 1.25)
@@ -242,6 +244,7 @@ class Augmentation:
     gamma: tuple[float, float] = (0.7, 1.4)
     noise: float = 0.03
     grayscale: float = 0.2
+    invert: float = 0.0
     min_area: int = 4
     crop_tries: int = 10
 
@@ -288,10 +291,12 @@ def _cut(array: np.ndarray, y: int, x: int, size: int, fill) -> np.ndarray:
 
 
 def _jitter_intensity(image: torch.Tensor, aug: Augmentation, rng: np.random.Generator) -> torch.Tensor:
-    """Gamma, contrast, brightness, noise and colour-to-gray on ``[3, S, S]`` 0..255."""
+    """Gamma, contrast, brightness, noise, colour-to-gray and inversion on ``[3, S, S]`` 0..255."""
     x = image / 255.0
     if aug.grayscale and rng.random() < aug.grayscale:
         x = x.mean(0, keepdim=True).expand_as(x)
+    if aug.invert and rng.random() < aug.invert:
+        x = 1.0 - x
     x = x.clamp(0, 1) ** _log_uniform(rng, aug.gamma)
     mean = x.mean()
     x = (x - mean) * _log_uniform(rng, aug.contrast) + mean + rng.uniform(-aug.brightness, aug.brightness)
