@@ -31,8 +31,8 @@ from .data import ArrayDataset, Augmentation, FolderDataset, InstanceDataset, Mi
 from .step import TaskConfig, training_step
 
 CLIP_LOGIT_SCALE = math.log(1 / 0.07)  # CLIP's initial temperature, for models trained from scratch
-MAX_LOGIT_SCALE = math.log(100.0)
-STATE_NAME = "train_state.pt"  # a run's resumable state, beside its checkpoint  # the official grounding clamps exp(logit_scale) at 100
+MAX_LOGIT_SCALE = math.log(100.0)  # the official grounding clamps exp(logit_scale) at 100
+STATE_NAME = "train_state.pt"  # a run's resumable state, beside its checkpoint
 
 
 @dataclass
@@ -94,12 +94,13 @@ class TrainConfig:
     """Everything a training run needs. ``model``: a preset name or a :class:`SeemConfig`;
     ``init_checkpoint``: start from these weights (a trained or an official checkpoint of that model)
     instead of random ones; ``prompt_similarity``: switch on ``DecoderConfig.prompt_similarity`` (also
-    for a checkpoint trained without it). ``holdout``: item names kept out of training (evaluation images).
+    for a checkpoint trained without it). ``holdout``: item names kept out of training (evaluation
+    images).
     ``time_limit_s``: stop (and save) after this much wall time. ``snapshots``: also keep a copy of
     every periodic checkpoint (``model_step<N>.pt``). ``resume``: continue from ``out_dir``'s
     ``train_state.pt`` (weights, optimiser, step, random streams, history), written beside every
-    checkpoint, when there is one (a run cut off goes on where it stopped). ``command``: recorded as the command that made
-    the checkpoint (default: this process's command line)."""
+    checkpoint, when there is one (a run cut off goes on where it stopped). ``command``: recorded as
+    the command that made the checkpoint (default: this process's command line)."""
 
     out_dir: str | Path
     datasets: Sequence[DatasetSpec] = field(default_factory=list)
