@@ -73,9 +73,8 @@ def _items(root: str, names: set[str] | None):
 
 
 def run_interactive(args: argparse.Namespace) -> dict:
-    from .interactive import evaluate_interactive, format_table
-
     from .baseline import RandomWalkerPredictor
+    from .interactive import evaluate_interactive, format_table
 
     predictor, weights = _predictor(args)
     floor = RandomWalkerPredictor() if args.baseline == "random_walker" else None
