@@ -438,7 +438,7 @@ class SeemWidget(QWidget):
     def _on_model_chosen(self, *args) -> None:
         """The user picked a model: take it, and say at once if it cannot be loaded."""
         self._on_model_changed()
-        # The embedded default's object queries are weak (held-out DSB: matched IoU 0.03 against 0.31
+        # The embedded default's object queries are weak (held-out DSB: matched IoU 0.09 against 0.35
         # for the point grid); official checkpoints are meant to use theirs.
         embedded = self.model_combo.currentText() == models.EMBEDDED_DEFAULT
         self.everything_combo.setCurrentText("point grid" if embedded else "object queries")
