@@ -29,3 +29,14 @@ def test_package_keeps_weights_and_records_stages_and_evaluation(tmp_path):
     assert "history" not in record["lineage"][0]["metrics"]
     assert record["evaluation"][0]["datasets"][0]["noc"] == {"NoC@85": 7.5}
     assert "traces" not in record["evaluation"][0]["datasets"][0]
+
+
+def test_a_packaged_model_used_as_a_stage_brings_its_own_lineage(tmp_path):
+    first = save_toy_checkpoint(tmp_path / "stage1.pt", seed=3, command="napari-seem train --steps 5")
+    second = save_toy_checkpoint(tmp_path / "stage2.pt", seed=4, command="napari-seem train --init stage1.pt")
+    shipped = package(second, tmp_path / "shipped.pt", stages=[first])
+    final = save_toy_checkpoint(tmp_path / "stage3.pt", seed=5, command="napari-seem train --init shipped.pt")
+
+    record = read_record(package(final, tmp_path / "default.pt", stages=[shipped]))
+    assert [s["command"] for s in record["lineage"]] == ["napari-seem train --steps 5",
+                                                         "napari-seem train --init stage1.pt"]

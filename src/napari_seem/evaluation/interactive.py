@@ -187,9 +187,10 @@ def evaluate_interactive(
         start = time.perf_counter()
         predictor.set_image(image)
         encode_times.append(time.perf_counter() - start)
-        for object_id in choose_objects(np.asarray(labels), max_objects, min_area, rng):
-            traces.append(run_object(predictor, np.asarray(labels) == object_id, max_clicks, name=name,
-                                     object_id=object_id, labels=np.asarray(labels)))
+        labels = np.asarray(labels)
+        for object_id in choose_objects(labels, max_objects, min_area, rng):
+            traces.append(run_object(predictor, labels == object_id, max_clicks, name=name, object_id=object_id,
+                                     labels=labels))
         if progress is not None:
             progress(name, traces)
     return summarize(dataset, traces, len(encode_times), float(np.mean(encode_times)) if encode_times else 0.0,
