@@ -25,15 +25,6 @@ from napari_seem.training import DatasetSpec, TaskConfig, TrainConfig, load_trai
 from napari_seem.training.data import Augmentation, folder_names, read_folder_item
 
 
-def _model(prompt_similarity: bool):
-    from dataclasses import replace
-
-    from napari_seem.model.config import PRESETS
-
-    tiny = PRESETS["default_tiny"]
-    return replace(tiny, decoder=replace(tiny.decoder, prompt_similarity=prompt_similarity))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True)
@@ -55,7 +46,8 @@ def main() -> None:
     losses = []
     config = TrainConfig(
         out_dir=args.out, datasets=[DatasetSpec(pairs=pairs, names=names, class_name="nucleus")],
-        model=_model(args.prompt_similarity), init_checkpoint=args.init, steps=args.steps, batch_size=len(pairs), lr=args.lr, warmup_steps=20,
+        prompt_similarity=args.prompt_similarity, init_checkpoint=args.init, steps=args.steps,
+        batch_size=len(pairs), lr=args.lr, warmup_steps=20,
         augmentation=Augmentation(crop_size=args.crop, scale=(1.0, 1.0), flips=False, rotations=False,
                                   brightness=0.0, contrast=(1.0, 1.0), gamma=(1.0, 1.0), noise=0.0, grayscale=0.0),
         tasks=TaskConfig(generic=0.0, grounding=0.0, max_rounds=args.max_rounds, position_offset=0.0),
