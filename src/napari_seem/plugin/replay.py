@@ -1,0 +1,315 @@
+"""Provenance of the plugin's rounds: recorded as they are written, and replayed without napari.
+
+Recording and replay sit side by side so that they stay each other's inverse. Each ``record_*``
+function turns one of :class:`~napari_seem.plugin.controller.SeemController`'s jobs, right after it
+was written into a labels layer, into a round of the layer's
+:class:`~napari_seem.provenance.ProvenanceLog` (kept in ``labels.metadata``). :func:`replay` turns the
+rounds back into the same jobs and runs them through the same controller code (``run_*`` then
+``write_*``) on a plain labels array, so on the same model and image it gives identical labels.
+
+No Qt here; torch only once a replay loads a model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+import napari_seem
+from napari_seem.provenance import (
+    METADATA_KEY,
+    ProvenanceError,
+    ProvenanceLog,
+    array_digest,
+    decode_mask,
+    encode_mask,
+    labels_fingerprint,
+    load,
+    prompt_from_json,
+    prompt_to_json,
+)
+from napari_seem.prompts import MaskPrompt, ObjectPrompt
+
+REFERENCES_KEY = "napari_seem_references"  # labels.metadata: {digest: reference image array}
+
+
+# ------------------------------------------------------------------------------------------ recording
+def weights_digest(model: Any) -> str:
+    """A hash of a model's weights (state dict names, shapes and values), cached on the model."""
+    cached = getattr(model, "_napari_seem_weights_digest", None)
+    if cached is not None:
+        return cached
+    digest = hashlib.blake2b(digest_size=16)
+    for name, tensor in sorted(model.state_dict().items()):
+        array = tensor.detach().cpu().contiguous().numpy()
+        digest.update(f"{name}{tuple(array.shape)}{array.dtype.str}".encode())
+        digest.update(array.tobytes())
+    value = digest.hexdigest()
+    try:
+        model._napari_seem_weights_digest = value
+    except AttributeError:  # pragma: no cover - a model that refuses attributes
+        pass
+    return value
+
+
+def _log_of(labels: Any, controller: Any, geometry: Any, data: Any) -> ProvenanceLog:
+    """The labels layer's log, started with a header on the first round."""
+    metadata = labels.metadata
+    stored = metadata.get(METADATA_KEY)
+    if stored:
+        return ProvenanceLog.from_dict(stored)
+    name, checkpoint, device = controller.model_choice
+    loaded = controller.loaded
+    header = {
+        "napari_seem_version": napari_seem.__version__,
+        "model": {"name": name, "checkpoint": checkpoint, "weights": loaded.weights,
+                  "weights_digest": weights_digest(loaded.model), "target_size": loaded.target_size},
+        "image": {"shape": [int(s) for s in geometry.shape], "rgb": bool(geometry.rgb),
+                  "channel_axis": geometry.channel_axis, "dtype": np.dtype(data.dtype).str},
+        "labels": {"shape": [int(s) for s in labels.data.shape], "dtype": np.dtype(labels.data.dtype).str},
+        "engine": {"tiling_factor": _tiling_factor(), "propagation": dict(controller.lost_options)},
+    }
+    return ProvenanceLog(header)
+
+
+def _tiling_factor() -> int:
+    from .controller import TILING_FACTOR
+
+    return TILING_FACTOR
+
+
+def _store(labels: Any, log: ProvenanceLog) -> None:
+    labels.metadata[METADATA_KEY] = log.to_dict()
+
+
+def record_prompt_round(labels: Any, controller: Any, geometry: Any, job: Any, ids: Mapping[int, int],
+                        mode: str) -> int:
+    """Record a written :class:`PlaneJob` (``ids``: object in the job -> label written); returns the
+    round number."""
+    log = _log_of(labels, controller, geometry, job.data)
+    references = labels.metadata.setdefault(REFERENCES_KEY, {})
+    objects = [{"requested": job.requested_ids.get(o, o or None), "label": int(ids[o]),
+                "prompt": prompt_to_json(job.prompts[o], references)} for o in ids]
+    if not references:
+        labels.metadata.pop(REFERENCES_KEY, None)
+    record = {"plane": list(job.plane), "channels": _list(job.channels), "vocabulary": job.vocabulary,
+              "write_mode": mode, "objects": objects}
+    number = log.add_round("prompt", record, np.asarray(labels.data))
+    _store(labels, log)
+    return number
+
+
+def record_everything_plane(labels: Any, controller: Any, job: Any, item: Any, written: list[int],
+                            mode: str) -> int:
+    """Record one plane of a written :class:`EverythingJob` (``item``: its ``PlaneEverything``)."""
+    log = _log_of(labels, controller, job.geometry, job.data)
+    record = {"planes": [list(item.plane)], "channels": _list(job.channels), "vocabulary": job.vocabulary,
+              "threshold": job.threshold, "strategy": job.strategy, "write_mode": mode,
+              "labels": [int(i) for i in written]}
+    number = log.add_round("everything", record, np.asarray(labels.data))
+    _store(labels, log)
+    return number
+
+
+def record_propagation_frame(labels: Any, controller: Any, job: Any, frame: int, mode: str,
+                             options: Mapping[str, Any]) -> int:
+    """Record one written frame of a :class:`PropagationJob`: the first frame starts the round, later
+    ones extend its frame list. ``options``: the video session's settings."""
+    stack = job.stack
+    log = _log_of(labels, controller, stack.geometry, stack.data)
+    number = getattr(job, "provenance_round", None)
+    if number is not None and log.rounds and log.rounds[-1].get("round") == number:
+        last = log.rounds[-1]
+        last["frames"].append(int(frame))
+        last["labels_after"] = labels_fingerprint(np.asarray(labels.data))
+        _store(labels, log)
+        return number
+    record = {"plane": list(stack.plane), "axis": int(stack.axis), "direction": job.direction,
+              "stop": _list(job.stop) if isinstance(job.stop, tuple) else int(job.stop),
+              "channels": _list(job.channels), "write_mode": mode, "session": dict(options),
+              "source_masks": {str(o): encode_mask(p.masks[0].mask) for o, p in job.prompts.items()},
+              "frames": [int(frame)]}
+    number = log.add_round("propagation", record, np.asarray(labels.data))
+    job.provenance_round = number  # later frames of this job extend the same round
+    _store(labels, log)
+    return number
+
+
+def _list(value: Any) -> list | None:
+    return None if value is None else [int(v) for v in value]
+
+
+# ------------------------------------------------------------------------------------------ replay
+class ArrayLabels:
+    """A plain labels array with the layer interface the controller writes through."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: Any) -> None:
+        import pandas as pd
+
+        self.data = np.zeros(shape, dtype=dtype)
+        self.features = pd.DataFrame()
+        self.metadata: dict[str, Any] = {}
+        self.name = "replay"
+
+    def data_setitem(self, indices: tuple, values: np.ndarray) -> None:
+        self.data[indices] = values
+
+
+@dataclass
+class ReplayResult:
+    """What :func:`replay` made: the ``labels`` array, the per-object ``features`` table, the log it
+    replayed, and whether the model's weights were the recorded ones."""
+
+    labels: np.ndarray
+    features: Any
+    log: ProvenanceLog
+    same_model: bool
+    weights_digest: str
+
+    def agreement(self, labels: np.ndarray) -> dict[int, float]:
+        """IoU per object id between these labels and ``labels`` (e.g. the saved ones): an audit."""
+        labels = np.asarray(labels)
+        if labels.shape != self.labels.shape:
+            raise ValueError(f"labels of shape {labels.shape} cannot be compared with {self.labels.shape}")
+        ids = sorted((set(np.unique(labels)) | set(np.unique(self.labels))) - {0})
+        out = {}
+        for i in ids:
+            a, b = labels == i, self.labels == i
+            out[int(i)] = float((a & b).sum() / max((a | b).sum(), 1))
+        return out
+
+
+def replay(provenance: Any, image: Any, model: Any = None, *, checkpoint: str | None = None,
+           references: Mapping[str, np.ndarray] | None = None, device: str = "cpu") -> ReplayResult:
+    """Re-run recorded rounds on ``image`` and return the labels they make.
+
+    ``provenance``: a ``*.provenance.json`` path, its JSON text, its dict or a :class:`ProvenanceLog`.
+    ``image``: an array of the recorded image's shape (the same image for an audit, or another one).
+    ``model``: a built SEEM model, or a model menu name (with ``checkpoint``); default: the recorded
+    model, if it can be loaded here. ``references``: reference images of reference-region prompts
+    (by digest; the writer saves them in ``*.provenance.npz``).
+    """
+    from .controller import Geometry, SeemController
+
+    log = provenance if isinstance(provenance, ProvenanceLog) else load(provenance)
+    header = log.header
+    image = np.asarray(image) if not hasattr(image, "shape") else image
+    recorded = header.get("image", {})
+    if list(image.shape) != list(recorded.get("shape", image.shape)):
+        raise ProvenanceError(f"the image has shape {tuple(image.shape)} but the rounds were recorded on an image "
+                              f"of shape {tuple(recorded['shape'])}: replay needs an image of the same shape")
+    geometry = Geometry(tuple(int(s) for s in image.shape), bool(recorded.get("rgb", False)),
+                        recorded.get("channel_axis"))
+    controller = SeemController()
+    _choose_model(controller, header.get("model", {}), model, checkpoint, device)
+    controller.lost_options = dict(header.get("engine", {}).get("propagation", {}))
+    controller.ensure_model()
+    labels_info = header.get("labels", {})
+    labels = ArrayLabels(tuple(labels_info.get("shape", geometry.labels_shape)),
+                         np.dtype(labels_info.get("dtype", "<i4")))
+    for entry in log.rounds:
+        kind = entry.get("kind")
+        if kind == "prompt":
+            _replay_prompt(controller, labels, geometry, image, entry, references)
+        elif kind == "everything":
+            _replay_everything(controller, labels, geometry, image, entry)
+        elif kind == "propagation":
+            _replay_propagation(controller, labels, geometry, image, entry)
+        else:
+            raise ProvenanceError(f"round {entry.get('round')}: unknown kind {kind!r}")
+    digest = weights_digest(controller.loaded.model)
+    same = digest == header.get("model", {}).get("weights_digest")
+    return ReplayResult(labels.data, labels.features, log, same, digest)
+
+
+def _choose_model(controller: Any, recorded: Mapping[str, Any], model: Any, checkpoint: str | None,
+                  device: str) -> None:
+    if model is not None and not isinstance(model, str):
+        controller.use_model(model, "a model given to replay", int(recorded.get("target_size", 512)))
+        return
+    from . import models
+
+    name = model if isinstance(model, str) else recorded.get("name")
+    if name is None or name == "custom" or name not in models.available_models():
+        raise ProvenanceError(f"the rounds were made with {recorded.get('weights', 'an unnamed model')!r}, which "
+                              "cannot be loaded by name here: pass model= (a built model or a model menu name)")
+    controller.set_model(name, checkpoint if checkpoint is not None else recorded.get("checkpoint"), device)
+
+
+def _replay_prompt(controller, labels, geometry, image, entry, references) -> None:
+    from .controller import PlaneJob
+
+    plane = tuple(int(v) for v in entry["plane"])
+    labels_plane = geometry.labels_plane(plane)
+    prompts, requested = {}, {}
+    for n, obj in enumerate(entry["objects"]):
+        key = obj["requested"] if obj["requested"] is not None else -(n + 1)  # new objects: distinct keys
+        prompts[key] = prompt_from_json(obj["prompt"], references)
+        requested[key] = obj["requested"]
+    job = PlaneJob(data=image, index=geometry.image_index(plane), plane=plane, labels_plane=labels_plane,
+                   channel_axis=geometry.plane_channel_axis, channels=_tuple(entry.get("channels")),
+                   prompts=prompts, previous={k: _previous(controller, labels_plane, v) for k, v in requested.items()},
+                   vocabulary=entry.get("vocabulary"), requested_ids=requested)
+    results = controller.run_plane(job)
+    ids = controller.write_plane(labels, job, results, entry["write_mode"])
+    expected = [int(o["label"]) for o in entry["objects"]]
+    if [ids[k] for k in prompts] != expected:
+        raise ProvenanceError(f"round {entry['round']}: the objects got ids {[ids[k] for k in prompts]} where the "
+                              f"record says {expected}: the labels differ from the recorded ones before this round")
+
+
+def _previous(controller, labels_plane, requested):
+    return None if requested is None else controller.memory.get((labels_plane, int(requested)))
+
+
+def _replay_everything(controller, labels, geometry, image, entry) -> None:
+    from .controller import EverythingJob
+
+    planes = [tuple(int(v) for v in p) for p in entry["planes"]]
+    job = EverythingJob(image, geometry, planes, _tuple(entry.get("channels")), list(entry["vocabulary"]),
+                        float(entry["threshold"]), entry.get("strategy", "points"))
+    for item in controller.run_everything(job):
+        controller.write_everything(labels, item, entry["write_mode"])
+
+
+def _replay_propagation(controller, labels, geometry, image, entry) -> None:
+    from .controller import AxisStack, PropagationJob
+
+    plane = tuple(int(v) for v in entry["plane"])
+    axis = int(entry["axis"])
+    labels_plane = geometry.labels_plane(plane)
+    current = np.asarray(labels.data[labels_plane])
+    prompts = {int(v): ObjectPrompt(masks=[MaskPrompt(current == v)]) for v in np.unique(current) if v != 0}
+    for key, code in entry.get("source_masks", {}).items():  # objects painted by hand before the round
+        prompts.setdefault(int(key), ObjectPrompt(masks=[MaskPrompt(decode_mask(code))]))
+    stop = entry["stop"]
+    stop = tuple(stop) if isinstance(stop, list) else int(stop)
+    frames = [int(f) for f in entry["frames"]]
+    job = PropagationJob(AxisStack(image, geometry, axis, plane), _tuple(entry.get("channels")), int(plane[axis]),
+                         dict(sorted(prompts.items())), entry["direction"], stop, geometry.labels_axis(axis),
+                         labels_plane, len(frames))
+    session_options = dict(entry.get("session", {}))
+    saved, controller.lost_options = controller.lost_options, session_options or controller.lost_options
+    try:
+        remaining = list(frames)
+        for frame in controller.run_propagation(job):
+            if not remaining:
+                break
+            controller.write_frame(labels, job, frame, entry["write_mode"])
+            if int(frame.frame) in remaining:
+                remaining.remove(int(frame.frame))
+            if not remaining:
+                break
+    finally:
+        controller.lost_options = saved
+
+
+def _tuple(value: Any) -> tuple[int, ...] | None:
+    return None if value is None else tuple(int(v) for v in value)
+
+
+__all__ = ["ArrayLabels", "ReplayResult", "record_everything_plane", "record_prompt_round",
+           "record_propagation_frame", "replay", "weights_digest", "array_digest"]
