@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from napari_seem.plugin.widget import SeemWidget
 
 __version__ = "0.1.0"
-__all__ = ["annotate", "load_model", "__version__"]
+__all__ = ["annotate", "load_model", "replay", "__version__"]
 
 WIDGET_NAME = "SEEM segmentation"  # the widget's display name in napari.yaml
 
@@ -27,6 +27,16 @@ def load_model(checkpoint: str | None = None, device: str = "cpu", variant: str 
     from napari_seem.loading import load_model as load  # torch is imported here, not with the package
 
     return load(checkpoint, device=device, variant=variant)
+
+
+def replay(provenance: Any, image: Any, model: Any = None, checkpoint: str | None = None, **kwargs: Any):
+    """Re-run the rounds recorded in a labels layer's provenance (a ``*.provenance.json`` path, its text
+    or dict) on ``image``; returns a result whose ``labels`` are the regenerated labels. ``model``: a
+    built model or a model menu name (default: the recorded model). See
+    :func:`napari_seem.plugin.replay.replay`."""
+    from napari_seem.plugin.replay import replay as run  # torch only once a model loads
+
+    return run(provenance, image, model=model, checkpoint=checkpoint, **kwargs)
 
 
 def annotate(

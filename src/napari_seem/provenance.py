@@ -34,6 +34,7 @@ from napari_seem.prompts import Box, MaskPrompt, ObjectPrompt, Point, ReferenceR
 FORMAT = "napari-seem provenance"
 FORMAT_VERSION = 1
 METADATA_KEY = "napari_seem_provenance"
+REFERENCES_KEY = "napari_seem_references"  # layer metadata: {digest: reference image}, saved as .npz
 ROUND_KINDS = ("prompt", "everything", "propagation")
 # Labels larger than this are not fingerprinted (hashing them after every round would be slow);
 # their log then cannot tell undone rounds from live ones.
@@ -193,6 +194,39 @@ def provenance_path(labels_path: str | Path) -> Path:
     """Where the writer puts the provenance of ``labels_path``: ``<stem>.provenance.json`` beside it."""
     path = Path(labels_path)
     return path.with_name(f"{path.stem}.provenance.json")
+
+
+def references_path(labels_path: str | Path) -> Path:
+    """Where the writer puts the reference images of reference-region prompts: ``<stem>.provenance.npz``."""
+    path = Path(labels_path)
+    return path.with_name(f"{path.stem}.provenance.npz")
+
+
+def save_beside(labels_path: str | Path, labels: np.ndarray, metadata: Mapping[str, Any]) -> list[str]:
+    """Save the provenance kept in a labels layer's ``metadata`` beside ``labels_path`` (the live rounds
+    for ``labels`` as they are now, and any reference images); returns the paths written (none when
+    the layer has no provenance)."""
+    stored = metadata.get(METADATA_KEY) if metadata else None
+    if not stored:
+        return []
+    written = [str(save(ProvenanceLog.from_dict(stored).live(labels), provenance_path(labels_path)))]
+    references = metadata.get(REFERENCES_KEY) or {}
+    if references:
+        target = references_path(labels_path)
+        tmp = target.with_name(f".{target.stem}.partial.npz")
+        np.savez_compressed(tmp, **{k: np.asarray(v) for k, v in references.items()})
+        tmp.replace(target)
+        written.append(str(target))
+    return written
+
+
+def load_references(path: str | Path) -> dict[str, np.ndarray]:
+    """The reference images saved by :func:`save_beside` (empty when there is no such file)."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
 
 
 def save(log: ProvenanceLog | Mapping[str, Any], path: str | Path) -> Path:

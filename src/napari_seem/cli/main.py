@@ -24,6 +24,9 @@ file (points, boxes, scribbles, text per file name; see ``batch/prompts_file.py`
 ``napari-seem propagate STACKS... --prompts prompts.json --axis 0 --direction both --out DIR``:
 carry the prompted objects through each stack (one task per stack: propagation is sequential).
 
+``napari-seem replay PROVENANCE IMAGE --out LABELS``: re-run the prompts recorded beside saved labels
+(``cli/replay.py``), to audit them or regenerate them with another model.
+
 ``napari-seem precompute IMAGES... [--cache DIR]``: fill the feature cache (every plane of 2D images
 and stacks) so that annotating later only decodes (``cli/precompute.py``).
 """
@@ -232,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     from napari_seem.cli.precompute import add_precompute_parser
 
     add_precompute_parser(sub)
+    from napari_seem.cli.replay import add_replay_parser
+
+    add_replay_parser(sub)
     return parser
 
 

@@ -37,7 +37,10 @@ def read_tiff(path: str | list[str]) -> list[LabelsLayerData]:
 
 
 def write_labels(path: str, data: np.ndarray, meta: dict[str, Any]) -> list[str]:
-    """napari writer hook for a labels layer: an integer TIFF, written atomically (temp file + rename)."""
+    """napari writer hook for a labels layer: an integer TIFF, written atomically (temp file + rename).
+
+    A layer napari-seem wrote to also gets its provenance beside the TIFF (``<stem>.provenance.json``,
+    and ``<stem>.provenance.npz`` for reference images): see :mod:`napari_seem.provenance`."""
     import tifffile
 
     data = np.asarray(data)
@@ -49,4 +52,6 @@ def write_labels(path: str, data: np.ndarray, meta: dict[str, Any]) -> list[str]
     tmp = target.with_name(f".{target.name}.partial")
     tifffile.imwrite(tmp, data, compression="zlib", photometric="minisblack")
     os.replace(tmp, target)
-    return [str(target)]
+    from napari_seem.provenance import save_beside
+
+    return [str(target), *save_beside(target, data, (meta or {}).get("metadata") or {})]

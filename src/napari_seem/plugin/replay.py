@@ -21,6 +21,7 @@ import numpy as np
 import napari_seem
 from napari_seem.provenance import (
     METADATA_KEY,
+    REFERENCES_KEY,
     ProvenanceError,
     ProvenanceLog,
     array_digest,
@@ -33,7 +34,6 @@ from napari_seem.provenance import (
 )
 from napari_seem.prompts import MaskPrompt, ObjectPrompt
 
-REFERENCES_KEY = "napari_seem_references"  # labels.metadata: {digest: reference image array}
 
 
 # ------------------------------------------------------------------------------------------ recording
