@@ -1,5 +1,5 @@
 """The SEEM fine-tuning dock widget in a real napari viewer (headless), training the toy model for
-a few steps at a small image size."""
+a few steps at a small image size. Its results are kept in the user models folder (a test folder)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from toy_checkpoint import save_toy_checkpoint, save_toy_official
 
-from napari_seem import loading
+from napari_seem import loading, user_models
 from napari_seem.plugin import models
 from napari_seem.plugin.train_widget import SeemTrainWidget
 from napari_seem.plugin.widget import SeemWidget
@@ -37,6 +37,7 @@ def trainer(make_napari_viewer, seem_manifest, errors, monkeypatch, tmp_path):
     """``(viewer, segmentation widget, fine-tuning widget)``, both opened from the plugin's manifest,
     with cells + labels layers and the toy checkpoint as the embedded default."""
     monkeypatch.setenv(loading.DEFAULT_ENV, str(save_toy_checkpoint(tmp_path / "default_tiny.pt")))
+    monkeypatch.setenv(user_models.MODELS_ENV, str(tmp_path / "my-models"))
     monkeypatch.setattr("napari_seem.plugin.train_widget.show_error", errors.append)
     viewer = make_napari_viewer()
     image, labels = _cells()
@@ -74,8 +75,14 @@ def test_training_from_a_checkpoint_reaches_the_end_and_the_model_is_used_at_onc
     assert not torch.equal(load_trained(path).state_dict()["backbone.patch_embed.proj.weight"],
                            load_trained(start).state_dict()["backbone.patch_embed.proj.weight"])
 
+    # The result is kept in the user models folder (a copy: the chosen file stays).
+    kept = user_models.find_user_model("tuned")
+    assert kept.path == tmp_path / "my-models" / "tuned.pt" and path.is_file()
+    assert kept.steps == 3 and kept.started_from == "start.pt" and kept.origin == str(path)
+    assert widget.user_models_combo.currentText() == "tuned"
+
     # The segmentation widget offers the new model, chose it and is loading it.
-    assert segmentation.model_combo.currentText() == "fine-tuned: tuned.pt"
+    assert segmentation.model_combo.currentText() == "fine-tuned: tuned"
     qtbot.waitUntil(lambda: not segmentation.busy, timeout=WAIT_MS)
     assert segmentation.controller.model_ready
     assert "trained 3 steps on in-memory images (nucleus, 2 images)" in segmentation.weights_label.text()
@@ -99,7 +106,7 @@ def test_stop_mid_way_saves_the_model_so_far(trainer, tmp_path, qtbot):
     assert outcomes == ["stopped"] and 2 <= metrics["steps"] < 500
     assert metrics["stop_reason"] == "stopped by callback" and not load_trained(tmp_path / "stopped.pt").training
     assert read_record(tmp_path / "stopped.pt")["training"]["init_checkpoint"] == str(loading.default_checkpoint())
-    assert "fine-tuned: stopped.pt" in models.available_models() and widget.train_button.isEnabled()
+    assert "fine-tuned: stopped" in models.available_models() and widget.train_button.isEnabled()
     qtbot.waitUntil(lambda: not segmentation.busy, timeout=WAIT_MS)  # it loads the new model
     assert segmentation.controller.model_ready
     assert f"trained {metrics['steps']} steps (stopped by callback)" in segmentation.weights_label.text()

@@ -8,11 +8,17 @@ starting checkpoint and trains. The starting model is one of:
 * ``"checkpoint"``: a file, a napari-seem training checkpoint (its own model) or an official SEEM
   checkpoint of preset ``variant`` (``focalt_v1``...);
 * ``"random"``: random weights of ``model`` (``default_tiny``), i.e. training from scratch.
+
+:func:`train_and_keep` also keeps the result in the user models folder
+(:mod:`napari_seem.user_models`), so that it is in the model menu after napari restarts: a copy of
+an output file the user chose, or, without one (:func:`staged_output`), the file itself, trained in
+a run folder of its own inside the user models folder and moved into it at the end.
 """
 
 from __future__ import annotations
 
 import datetime
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -21,7 +27,7 @@ from .controller import PluginError
 from .training_pairs import TrainingPairs
 
 STARTS = ("default", "checkpoint", "random")
-OUTPUT_FOLDER = Path.home() / "napari-seem" / "fine-tuned"
+OUTPUT_FOLDER = Path.home() / "napari-seem" / "fine-tuned"  # default_output's folder when none is given
 
 
 @dataclass
@@ -44,18 +50,60 @@ class FinetuneSettings:
     checkpoint_every: int = 50
     seed: int = 0
     device: str = "auto"  # a GPU when there is one (CUDA, then MPS), else the CPU
+    keep: bool = True  # keep the result in the user models folder (train_and_keep)
+    name: str | None = None  # its name there (default: the output file's name)
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    """What a run left: ``checkpoint``, the file training wrote (the user's output file, or the kept
+    model when the run had none); ``kept``, the model in the user models folder (``None`` when not
+    kept: ``keep_error`` says why, ``None`` when keeping was not asked)."""
+
+    checkpoint: Path
+    kept: Any = None  # a napari_seem.user_models.UserModel
+    keep_error: str | None = None
 
 
 def default_output(stem: str, folder: Path = OUTPUT_FOLDER, now: datetime.datetime | None = None) -> Path:
     """A fresh output path ``<folder>/<stem>-<date-time>.pt`` (never an existing file)."""
-    stamp = (now or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "model"
+    stamp, safe = _stamp(now), _safe(stem)
     path = folder / f"{safe}-{stamp}.pt"
     count = 2
     while path.exists():
         path = folder / f"{safe}-{stamp}-{count}.pt"
         count += 1
     return path
+
+
+def _stamp(now: datetime.datetime | None) -> str:
+    return (now or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
+
+
+def _safe(stem: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "model"
+
+
+def staged_output(stem: str, now: datetime.datetime | None = None) -> Path:
+    """The output of a run with no output file of its own: ``<run>/<run>.pt``, ``<run>`` being
+    ``<stem>-<date-time>``, a fresh run folder in the user models folder's staging area (the run's
+    resumable state goes there too). :func:`train_and_keep` moves the checkpoint into the user
+    models folder and removes the run folder."""
+    from napari_seem.user_models import staging_dir
+
+    staging = staging_dir()
+    base = f"{_safe(stem)}-{_stamp(now)}"
+    run, count = base, 2
+    while (staging / run).exists():
+        run, count = f"{base}-{count}", count + 1
+    return staging / run / f"{run}.pt"
+
+
+def is_staged(path: str | Path) -> bool:
+    """Whether ``path`` is a :func:`staged_output` (in a run folder of the staging area)."""
+    from napari_seem.user_models import staging_dir
+
+    return Path(path).resolve().parent.parent == staging_dir().resolve()
 
 
 def plan_training(pairs: TrainingPairs, settings: FinetuneSettings, description: str = "",
@@ -152,3 +200,29 @@ def run_training(config, settings: FinetuneSettings) -> Path:
             raise PluginError(f"{Path(config.init_checkpoint).name} is an official SEEM checkpoint: choose its "
                               "model (focalt_v1, focall_v1, focalt_v0 or focall_v0) to start from it")
     return train(config)
+
+
+def train_and_keep(config, settings: FinetuneSettings) -> FinetuneResult:
+    """:func:`run_training` (worker thread), then keep the checkpoint in the user models folder
+    (``settings.keep``). A staged run's folder is removed once its checkpoint is moved out (also
+    when training fails). Failing to keep is not failing to train: ``keep_error`` says why."""
+    from napari_seem.user_models import add_user_model
+
+    output = Path(config.out_dir) / config.checkpoint_name
+    staged = is_staged(output)
+    try:
+        path = run_training(config, settings)
+    except BaseException:
+        if staged:
+            shutil.rmtree(output.parent, ignore_errors=True)
+        raise
+    if not settings.keep and not staged:
+        return FinetuneResult(path)
+    try:
+        kept = add_user_model(path, settings.name, move=staged)
+    except Exception as err:  # noqa: BLE001 - the checkpoint is written; say why it is not kept
+        return FinetuneResult(path, None, f"{type(err).__name__}: {err}")
+    if staged:
+        shutil.rmtree(output.parent, ignore_errors=True)
+        path = kept.path
+    return FinetuneResult(path, kept)

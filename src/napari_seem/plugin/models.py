@@ -4,7 +4,9 @@ A :class:`ModelSource` is a name plus a ``load(checkpoint)`` function returning 
 :class:`LoadedModel`. The dock widget lists :func:`available_models` in its model menu, so a new
 source (a lab's own fine-tuned weights: :func:`trained_source`) is one :func:`register_model` call
 away; tests register the tiny test model the same way. The first entry, the menu's default, is the
-embedded default model shipped in the package (:mod:`napari_seem.loading`).
+embedded default model shipped in the package (:mod:`napari_seem.loading`). After the built-in
+entries come the user's fine-tuned models, ``fine-tuned: <name>``, read from the user models folder
+(:mod:`napari_seem.user_models`) each time the menu is listed, so they are there after a restart.
 
 Nothing here imports torch at module level: the plugin must open fast, and torch is only needed
 once a model is actually loaded (in a worker thread).
@@ -69,9 +71,36 @@ def unregister_model(name: str) -> None:
 
 
 def available_models() -> dict[str, ModelSource]:
-    """All model sources by name, built-in ones first (in menu order)."""
+    """All model sources by name, in menu order: built-in ones, the user's fine-tuned models
+    (:func:`user_sources`), then those registered in this session."""
     # A registered source may redefine a built-in one (it keeps the built-in's place in the menu).
-    return {**_builtin_sources(), **_REGISTRY}
+    return {**_builtin_sources(), **user_sources(), **_REGISTRY}
+
+
+def user_sources() -> dict[str, ModelSource]:
+    """The fine-tuned models kept in the user models folder, as ``fine-tuned: <name>`` sources
+    (cheap: the folder and the small records beside the checkpoints are read, no checkpoint)."""
+    from napari_seem.user_models import list_user_models
+
+    try:
+        kept = list_user_models()
+    except OSError:  # an unreadable folder must not take the menu down
+        return {}
+    return {m.label: trained_source(m.label, m.path, m.describe()) for m in kept}
+
+
+def remove_user_model(name: str) -> Path:
+    """Delete the kept fine-tuned model ``name`` (or its menu label) from the user models folder
+    and from this session's registry; returns the checkpoint removed (:class:`ModelError` if none)."""
+    from napari_seem.user_models import LABEL_PREFIX, UserModelError
+    from napari_seem.user_models import remove_user_model as remove
+
+    try:
+        path = remove(name)
+    except (UserModelError, OSError) as err:
+        raise ModelError(str(err)) from err
+    _REGISTRY.pop(LABEL_PREFIX + str(name).removeprefix(LABEL_PREFIX), None)
+    return path
 
 
 def get_source(name: str) -> ModelSource:

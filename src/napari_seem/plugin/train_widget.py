@@ -5,8 +5,11 @@ Open it from *Plugins > napari-seem > SEEM fine-tuning*. It takes an image layer
 or an images folder and a labels folder of TIFFs. It starts from the embedded default model, from a checkpoint
 file (a napari-seem checkpoint, or an official SEEM one with its model), or from random weights,
 and trains with :func:`napari_seem.training.train` in a worker thread, with a progress bar and a
-Stop button (stopping saves the model trained so far). The checkpoint it writes is added to the
-segmentation widget's model menu, and chosen and loaded there if that widget is open.
+Stop button (stopping saves the model trained so far). The result is kept in the user models
+folder (:mod:`napari_seem.user_models`; also when an output file is chosen, as a copy), so it is in
+the segmentation widget's model menu as ``fine-tuned: <name>`` now and after napari restarts, and
+chosen and loaded there if that widget is open. *Your fine-tuned models* lists the kept models, to
+remove one (or to add a napari-seem checkpoint from elsewhere).
 
 The Qt-free parts are :mod:`.training_pairs` (layers and folders -> training pairs) and
 :mod:`.finetune` (settings -> the training config); torch is imported only when training starts.
@@ -24,13 +27,14 @@ from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QEventLoop, Signal
+from qtpy.QtCore import QEventLoop, Qt, Signal
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -38,9 +42,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_seem import user_models
+
 from . import models
 from .controller import PluginError
-from .finetune import FinetuneSettings, default_output, plan_training, run_training
+from .finetune import FinetuneResult, FinetuneSettings, default_output, plan_training, staged_output, train_and_keep
 from .training_pairs import TrainingPairs, describe_pairs, folder_pairs, layer_pairs
 from .widget import LayerCombo, SeemWidget, _Failure, _group, _row, error_message
 
@@ -51,6 +57,12 @@ STARTS = {"default": "embedded default (default_tiny, trained)", "checkpoint": "
           "random": "random weights (default_tiny, from scratch)"}
 OWN_CONFIG = "napari-seem checkpoint (its own model)"
 OFFICIAL_VARIANTS = ("focalt_v1", "focall_v1", "focalt_v0", "focall_v0")
+
+
+def confirm(parent: QWidget | None, title: str, question: str) -> bool:
+    """Ask the user yes or no (tests replace this)."""
+    buttons = QMessageBox.StandardButton
+    return QMessageBox.question(parent, title, question, buttons.Yes | buttons.No, buttons.No) == buttons.Yes
 
 
 def _call_guarded(function, *args) -> Any:
@@ -84,13 +96,14 @@ class SeemTrainWidget(QWidget):
             event.connect(self._refresh_layers)
         self.destroyed.connect(_disconnector(self.viewer, self._refresh_layers))
         self._refresh_layers()
+        self.refresh_user_models()
         self._update_enabled()
 
     # ================================================================== UI
     def _build_ui(self) -> None:
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        for group in (self._data_group(), self._model_group(), self._training_group()):
+        for group in (self._data_group(), self._model_group(), self._training_group(), self._kept_group()):
             layout.addWidget(group)
         self.status_label = QLabel("ready")
         self.status_label.setWordWrap(True)
@@ -158,7 +171,9 @@ class SeemTrainWidget(QWidget):
         self.size_spin.setToolTip("long side the images are resized to, as the segmentation widget does (512)")
         self.batch_spin = _spin(1, 64, 2)
         self.output_edit = QLineEdit()
-        self.output_edit.setPlaceholderText(f"default: {default_output('<image>').parent}/<image>-<time>.pt")
+        self.output_edit.setPlaceholderText("optional: your models folder keeps it in any case")
+        self.output_edit.setToolTip("an extra copy of the fine-tuned checkpoint; without one it is kept only in "
+                                    f"your models folder ({user_models.models_dir()})")
         self.output_browse = QPushButton("Browse…")
         self.train_button = QPushButton("Train")
         self.stop_button = QPushButton("Stop")
@@ -172,6 +187,24 @@ class SeemTrainWidget(QWidget):
         self.output_browse.clicked.connect(self._browse_output)
         self.train_button.clicked.connect(lambda: self.train())
         self.stop_button.clicked.connect(self.stop)
+        return box
+
+    def _kept_group(self):
+        box, form = _group("Your fine-tuned models")
+        self.user_models_combo = QComboBox()
+        self.user_models_combo.setToolTip("kept in your models folder and listed in the segmentation widget's "
+                                          "model menu as 'fine-tuned: <name>'")
+        self.add_model_button = QPushButton("Add…")
+        self.add_model_button.setToolTip("keep a copy of a napari-seem checkpoint from elsewhere")
+        self.remove_model_button = QPushButton("Remove")
+        self.remove_model_button.setToolTip("delete the chosen model from your models folder")
+        self.models_folder_label = QLabel()
+        self.models_folder_label.setWordWrap(True)
+        form.addRow("model", self.user_models_combo)
+        form.addRow(_row(self.add_model_button, self.remove_model_button))
+        form.addRow(self.models_folder_label)
+        self.add_model_button.clicked.connect(self._browse_add_model)
+        self.remove_model_button.clicked.connect(lambda: self.remove_user_model())
         return box
 
     # ================================================================== settings
@@ -199,7 +232,7 @@ class SeemTrainWidget(QWidget):
     def settings(self) -> FinetuneSettings:
         """The settings as chosen in the widget."""
         variant = self.variant_combo.currentText()
-        output = self.output_edit.text().strip() or default_output(self._data_stem())
+        output = self.output_edit.text().strip() or staged_output(self._data_stem())
         return FinetuneSettings(
             output=output, start=self.start, checkpoint=self.checkpoint_edit.text().strip() or None,
             variant=None if variant == OWN_CONFIG else variant, class_name=self.class_edit.text(),
@@ -252,7 +285,7 @@ class SeemTrainWidget(QWidget):
             self.status_label.setText("stopping after the current step…")
 
     def _start(self, config, settings: FinetuneSettings, pairs: TrainingPairs):
-        worker = create_worker(_call_guarded, run_training, config, settings, _start_thread=False,
+        worker = create_worker(_call_guarded, train_and_keep, config, settings, _start_thread=False,
                                _ignore_errors=True)
         worker.returned.connect(self._on_returned)
         worker.finished.connect(self._on_finished)
@@ -289,20 +322,30 @@ class SeemTrainWidget(QWidget):
             logger.debug("SEEM fine-tuning failed:\n%s", value.trace)
             self._fail(value.error)
             return
-        self._use_checkpoint(Path(value))
+        self._use_checkpoint(value)
 
-    def _use_checkpoint(self, path: Path) -> None:
-        """Put the new checkpoint in the segmentation widget's model menu (and load it there)."""
+    def _use_checkpoint(self, result: FinetuneResult) -> None:
+        """Put the new model in the segmentation widget's model menu (and load it there): the kept
+        one (listed from the user models folder), else the file for this session only."""
         from napari_seem.loading import read_payload
 
+        path = result.checkpoint
         try:
             metrics = read_payload(path).get("metrics", {})
         except Exception as err:  # noqa: BLE001 - e.g. the file was moved away meanwhile
             self._fail(err)
             return
-        name = f"fine-tuned: {path.name}"
-        models.register_model(models.trained_source(name, path), replace=True)
+        if result.kept is not None:
+            name = result.kept.label
+            where = f"kept in your models ({result.kept.path.parent})"
+        else:
+            name = f"fine-tuned: {path.name}"
+            models.register_model(models.trained_source(name, path), replace=True)
+            where = "in the model menu for this session only"
+            if result.keep_error:
+                where += f": it could not be kept in your models folder ({result.keep_error})"
         self.last_checkpoint, self.last_model_name = path, name
+        self.refresh_user_models(select=name)
         segmentation = self._segmentation_widget()
         loaded = ""
         if segmentation is not None:
@@ -311,9 +354,78 @@ class SeemTrainWidget(QWidget):
                 segmentation.load_model()
                 loaded = " and is loading in the segmentation widget"
         steps, reason = metrics.get("steps"), metrics.get("stop_reason", "")
-        self.status_label.setText(f"saved {path} ({steps} steps, {reason})")
+        self.status_label.setText(f"saved {path} ({steps} steps, {reason}) as '{name}', {where}")
         show_info(f"SEEM: fine-tuned model saved to {path} ({steps} steps, {reason}); it is in the model menu "
-                  f"as '{name}'{loaded}")
+                  f"as '{name}'{loaded}; {where}")
+
+    # ================================================================== kept models
+    def refresh_user_models(self, select: str | None = None) -> None:
+        """Re-list *Your fine-tuned models* from the user models folder (``select``: a menu label)."""
+        current = select or self.user_models_combo.currentData()
+        self.user_models_combo.clear()
+        try:
+            kept = user_models.list_user_models()
+        except OSError as err:
+            kept = []
+            logger.debug("cannot list the user models folder: %s", err)
+        for model in kept:
+            self.user_models_combo.addItem(model.name, model.label)
+            self.user_models_combo.setItemData(self.user_models_combo.count() - 1, model.describe(),
+                                               Qt.ItemDataRole.ToolTipRole)
+        index = self.user_models_combo.findData(current) if current else -1
+        if index >= 0:
+            self.user_models_combo.setCurrentIndex(index)
+        folder = user_models.models_dir()
+        self.models_folder_label.setText(f"{len(kept)} kept in {folder}" if kept else f"none yet (folder: {folder})")
+        self._update_enabled()
+
+    def remove_user_model(self, name: str | None = None, ask: bool = True) -> Path | None:
+        """Delete a kept model (default: the one chosen under *Your fine-tuned models*) from the
+        user models folder and the model menus, after asking (``ask``); returns the file removed."""
+        label = name if name is not None else self.user_models_combo.currentData()
+        if not label:
+            return None
+        label = user_models.LABEL_PREFIX + str(label).removeprefix(user_models.LABEL_PREFIX)
+        segmentation = self._segmentation_widget()
+        in_use = segmentation is not None and segmentation.model_combo.currentText() == label
+        try:
+            if in_use and segmentation.busy:
+                raise PluginError(f"'{label}' is in use in the segmentation widget: wait until it finishes")
+            model = user_models.find_user_model(label)
+            if ask and not confirm(self, "Remove fine-tuned model",
+                                   f"Delete '{model.name}' ({model.path}) for good?"):
+                return None
+            path = models.remove_user_model(label)
+        except Exception as err:  # noqa: BLE001 - shown as a message
+            self._fail(err)
+            return None
+        if segmentation is not None:
+            segmentation.refresh_models(select=models.EMBEDDED_DEFAULT if in_use else None)
+        self.refresh_user_models()
+        self.status_label.setText(f"removed '{label}' ({path})")
+        show_info(f"SEEM: removed the fine-tuned model '{label}' ({path})")
+        return path
+
+    def add_user_model(self, path: str | Path, name: str | None = None):
+        """Keep a copy of the napari-seem checkpoint ``path`` in the user models folder (listed in
+        the model menus at once); returns the kept :class:`~napari_seem.user_models.UserModel`."""
+        try:
+            kept = user_models.add_user_model(path, name)
+        except Exception as err:  # noqa: BLE001 - shown as a message
+            self._fail(err)
+            return None
+        segmentation = self._segmentation_widget()
+        if segmentation is not None:
+            segmentation.refresh_models()
+        self.refresh_user_models(select=kept.label)
+        self.status_label.setText(f"kept {path} as '{kept.label}'")
+        return kept
+
+    def _browse_add_model(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Keep a napari-seem checkpoint", "",
+                                              "PyTorch checkpoints (*.pt *.pth);;All (*)")
+        if path:
+            self.add_user_model(path)
 
     def _on_finished(self) -> None:
         outcome = "failed" if self.last_error is not None else "stopped" if self._stop.is_set() else "done"
@@ -382,6 +494,7 @@ class SeemTrainWidget(QWidget):
                        self.size_spin, self.batch_spin, self.output_edit, self.output_browse, self.train_button):
             widget.setEnabled(idle)
         self.stop_button.setEnabled(not idle)
+        self.remove_model_button.setEnabled(self.user_models_combo.count() > 0)
 
     def _browse_folder(self, edit: QLineEdit, title: str) -> None:
         folder = QFileDialog.getExistingDirectory(self, title, edit.text())
