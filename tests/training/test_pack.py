@@ -7,7 +7,8 @@ import pytest
 
 from napari_seem.cli.main import main
 from napari_seem.training import DatasetSpec, FolderDataset, read_record, train
-from napari_seem.training.pack import PackedDataset, pack, packed_specs, read_meta
+from napari_seem.training.loop import packed_specs
+from napari_seem.training.pack import PackedDataset, pack, read_meta
 
 from test_loop import _config
 

@@ -8,7 +8,7 @@ the same either way.
 * **propagate**: a ``VideoSession`` over one stack: the prompted objects are segmented on their
   frames and carried through the stack. Always one task per stack (see ``batch/__init__``).
 * **precompute**: every plane of the file encoded into a ``FeatureCache`` (no label output), by
-  ``napari_seem.cli.precompute.precompute``.
+  ``napari_seem.batch.precompute.precompute``.
 
 Failures: a ``ValueError`` is bad input (unreadable file, wrong shape, a prompt outside the image):
 the task returns a *failed* summary at once, since running it again cannot help. Any other error
@@ -67,7 +67,7 @@ class PropagateOptions:
 @dataclass(frozen=True)
 class PrecomputeOptions:
     """Fill the feature cache in ``cache_dir`` (at most ``max_bytes``) with every plane of the file,
-    as ``napari_seem.cli.precompute.precompute`` does (stack ``axis``, ``channel_axis``, ``channels``)."""
+    as ``napari_seem.batch.precompute.precompute`` does (stack ``axis``, ``channel_axis``, ``channels``)."""
 
     cache_dir: str
     max_bytes: int | None = None
@@ -143,7 +143,7 @@ def assemble(task: Task, *chunks: dict[str, Any]) -> dict[str, Any]:
 
 def _run_precompute(task: Task) -> dict[str, Any]:
     """Encode the file's planes into the feature cache (entries are written atomically by the cache)."""
-    from napari_seem.cli.precompute import precompute
+    from .precompute import precompute
     from napari_seem.engine.feature_cache import FeatureCache
 
     options: PrecomputeOptions = task.options

@@ -221,15 +221,14 @@ def wants_cluster(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "scheduler", None) or getattr(args, "workers", None))
 
 
-def run_precompute_batch(args: argparse.Namespace) -> dict[str, Any]:
+def run_precompute_batch(args: argparse.Namespace, channels: list[int] | None) -> dict[str, Any]:
     """``napari-seem precompute`` on Dask: each file is a task encoding its planes into the cache
-    (entries are written atomically, so workers can share one cache folder)."""
+    (entries are written atomically, so workers can share one cache folder). ``channels``: the
+    parsed ``--channels``."""
     from napari_seem.batch import Job, ModelSpec, PrecomputeOptions, Task, find_inputs, run_jobs, write_summary
-    from napari_seem.cli.precompute import _parse_channels
     from napari_seem.engine.feature_cache import default_cache_dir
 
     inputs = find_inputs(args.images)
-    channels = _parse_channels(args.channels)
     if args.checkpoint and not Path(args.checkpoint).is_file():
         raise ValueError(f"checkpoint not found: {args.checkpoint}")
     cache_dir = Path(os.path.abspath(args.cache)) if args.cache else default_cache_dir()

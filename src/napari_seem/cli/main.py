@@ -105,7 +105,7 @@ def run_train(args: argparse.Namespace) -> dict:
 
     from napari_seem.training import Augmentation, TaskConfig, TrainConfig, read_record, train
 
-    from napari_seem.training.pack import packed_specs
+    from napari_seem.training.loop import packed_specs
 
     datasets = list(args.data or []) + _tiff_datasets(args.tiffs)
     datasets += [spec for path in args.packed or [] for spec in packed_specs(path)]

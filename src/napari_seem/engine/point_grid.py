@@ -22,18 +22,25 @@ found it as an object); its score is the mask's stability.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
 from napari_seem.prompts import ObjectPrompt, Point
 
 from .conversion import ObjectResult, mask_iou
+from .image import PreparedImage
 
-if TYPE_CHECKING:
-    from .predictor import SeemPredictor
+__all__ = ["ClickPredictor", "PointGrid", "grid_points", "segment_by_points"]
 
-__all__ = ["PointGrid", "grid_points", "segment_by_points"]
+
+class ClickPredictor(Protocol):
+    """What the grid needs of a predictor (:class:`~napari_seem.engine.SeemPredictor` is one): its
+    current plane, and one result per prompted object."""
+
+    prepared: PreparedImage
+
+    def predict(self, objects: Sequence[ObjectPrompt]) -> list[ObjectResult]: ...
 
 
 @dataclass(frozen=True)
@@ -64,7 +71,7 @@ def grid_points(shape: tuple[int, int], per_side: int) -> list[tuple[float, floa
 
 
 def segment_by_points(
-    predictor: "SeemPredictor", vocabulary: Sequence[str], grid: PointGrid, min_area: int = 0
+    predictor: ClickPredictor, vocabulary: Sequence[str], grid: PointGrid, min_area: int = 0
 ) -> tuple[np.ndarray, list[int], list[float]]:
     """Instances of the predictor's current plane (its vocabulary set to ``vocabulary``):
     int32 labels ``[H, W]`` (ids 1..n), each instance's vocabulary index and score."""
@@ -87,7 +94,7 @@ def segment_by_points(
     return labels, class_ids, scores
 
 
-def _candidates(predictor: "SeemPredictor", shape: tuple[int, int], grid: PointGrid,
+def _candidates(predictor: ClickPredictor, shape: tuple[int, int], grid: PointGrid,
                 min_area: int) -> list[ObjectResult]:
     points = grid_points(shape, grid.points_per_side)
     covered = np.zeros(shape, bool)

@@ -70,6 +70,15 @@ class DatasetSpec:
         return ArrayDataset([p for p, _ in kept], self.class_name, [n for _, n in kept], **options)
 
 
+def packed_specs(path: str | Path) -> list[DatasetSpec]:
+    """One :class:`DatasetSpec` per source of a packed file (:mod:`napari_seem.training.pack`), with
+    its class and weight."""
+    from .pack import read_meta
+
+    return [DatasetSpec(packed=(str(path), k), class_name=s["class_name"], weight=s["weight"])
+            for k, s in enumerate(read_meta(path)["sources"])]
+
+
 @dataclass
 class TrainProgress:
     """What the callback sees after each step: the step (1-based) of ``total``, the last step's loss

@@ -69,14 +69,6 @@ def read_meta(path: str | Path) -> dict:
     return meta
 
 
-def packed_specs(path: str | Path) -> list:
-    """One :class:`~napari_seem.training.DatasetSpec` per source of a packed file (its class, weight)."""
-    from .loop import DatasetSpec
-
-    return [DatasetSpec(packed=(str(path), k), class_name=s["class_name"], weight=s["weight"])
-            for k, s in enumerate(read_meta(path)["sources"])]
-
-
 class PackedDataset(InstanceDataset):
     """Source ``index`` of a packed file; items are read when first used."""
 
