@@ -125,14 +125,19 @@ def add_user_model(checkpoint: str | os.PathLike, name: str | None = None, move:
                    folder: Path | None = None) -> UserModel:
     """Keep the napari-seem training checkpoint ``checkpoint`` in the user models folder under
     ``name`` (default: its file name), made unique (``tuned``, ``tuned-2``...): nothing there is
-    ever replaced. A copy, or with ``move`` the file itself. Reads the checkpoint's record (torch)
+    ever replaced. A copy, or with ``move`` the file itself (a file in the folder already stays as
+    it is: its record is written). Reads the checkpoint's record (torch)
     and refuses a file that is not a napari-seem training checkpoint, before anything is written."""
     source = Path(checkpoint).expanduser()
     record = _checked_record(source)
     folder = folder or models_dir()
     folder.mkdir(parents=True, exist_ok=True)
     stem = safe_name(name if name is not None else source.name)
-    path = _place(source, folder, stem, move)
+    in_place = source.parent.resolve() == folder.resolve() and source.suffix == SUFFIX
+    if in_place and (name is None or stem == source.stem):
+        path = source  # already there (e.g. a training run's output): only its record is written
+    else:
+        path = _place(source, folder, stem, move)
     try:
         info = _describe_record(record, path.stem, source)
         temporary = path.with_name(f".{path.stem}.json.tmp")

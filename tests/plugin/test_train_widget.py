@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from qtpy.QtCore import Qt
 from toy_checkpoint import save_toy_checkpoint, save_toy_official
 
 from napari_seem import loading, user_models
@@ -152,3 +153,84 @@ def test_folders_of_tiffs_are_the_other_data_source(trainer, errors, tmp_path):
     widget.labels_dir_edit.setText(str(tmp_path / "nowhere"))
     widget.train()
     assert "labels folder not found" in errors[-1] and not widget.busy
+
+
+def test_without_an_output_file_the_model_is_kept_only_in_your_models(trainer, tmp_path, qtbot):
+    viewer, segmentation, widget = trainer
+    assert widget.output_edit.text() == "" and widget.user_models_combo.count() == 0
+    widget.steps_spin.setValue(2)
+    widget.train(wait=True)
+
+    [kept] = user_models.list_user_models()
+    assert kept.path.parent == tmp_path / "my-models" and kept.name.startswith("cells-") and kept.steps == 2
+    assert widget.last_checkpoint == kept.path and read_record(kept.path)["metrics"]["steps"] == 2
+    staging = tmp_path / "my-models" / user_models.STAGING
+    assert not staging.exists() or not any(staging.iterdir())  # the run's folder (and its state) is gone
+    assert sorted(p.name for p in (tmp_path / "my-models").iterdir() if p.name != user_models.STAGING) == \
+        [f"{kept.name}.json", f"{kept.name}.pt"]
+    assert widget.user_models_combo.currentText() == kept.name
+    assert segmentation.model_combo.currentText() == kept.label
+    qtbot.waitUntil(lambda: not segmentation.busy, timeout=WAIT_MS)
+    assert segmentation.controller.model_ready
+
+
+def test_a_kept_model_is_in_the_menu_of_a_new_session_and_loads(trainer, make_napari_viewer, tmp_path, qtbot):
+    viewer, segmentation, widget = trainer
+    widget.steps_spin.setValue(2)
+    widget.output_edit.setText(str(tmp_path / "mine.pt"))
+    widget.train(wait=True)
+    qtbot.waitUntil(lambda: not segmentation.busy, timeout=WAIT_MS)
+    viewer.close()
+    for name in [n for n in models._REGISTRY if n.startswith("fine-tuned:")]:  # nothing of that session is left
+        models.unregister_model(name)
+
+    again = make_napari_viewer()
+    _, fresh = again.window.add_plugin_dock_widget("napari-seem", "SEEM segmentation")
+    _, trainer_again = again.window.add_plugin_dock_widget("napari-seem", "SEEM fine-tuning")
+    menu = [fresh.model_combo.itemText(i) for i in range(fresh.model_combo.count())]
+    assert menu[0] == models.EMBEDDED_DEFAULT and menu[-1] == "fine-tuned: mine"
+    assert "trained 2 steps" in fresh.model_combo.itemData(len(menu) - 1, Qt.ItemDataRole.ToolTipRole)
+    assert [trainer_again.user_models_combo.itemText(i) for i in range(trainer_again.user_models_combo.count())] \
+        == ["mine"]
+    fresh.set_model("fine-tuned: mine")
+    fresh.load_model(wait=True)
+    assert fresh.controller.model_ready and "trained 2 steps" in fresh.weights_label.text()
+    loaded = fresh.controller.loaded.model.state_dict()
+    assert all(torch.equal(v, loaded[k]) for k, v in load_trained(tmp_path / "mine.pt").state_dict().items())
+
+
+def test_removing_a_kept_model_asks_then_deletes_it_everywhere(trainer, tmp_path, monkeypatch, qtbot):
+    viewer, segmentation, widget = trainer
+    answers = [False, True]
+    asked = []
+    monkeypatch.setattr("napari_seem.plugin.train_widget.confirm",
+                        lambda parent, title, question: asked.append(question) or answers.pop(0))
+    first = widget.add_user_model(save_toy_checkpoint(tmp_path / "a" / "nuclei.pt"))
+    second = widget.add_user_model(save_toy_checkpoint(tmp_path / "b" / "nuclei.pt", seed=8))
+    assert (first.name, second.name) == ("nuclei", "nuclei-2")  # the same name twice: both kept
+    assert {"fine-tuned: nuclei", "fine-tuned: nuclei-2"} <= {segmentation.model_combo.itemText(i)
+                                                             for i in range(segmentation.model_combo.count())}
+    segmentation.set_model("fine-tuned: nuclei")
+    segmentation.load_model(wait=True)
+    widget.user_models_combo.setCurrentText("nuclei")
+
+    widget.remove_model_button.click()  # answered No: nothing happens
+    assert len(asked) == 1 and "nuclei" in asked[0] and first.path.is_file()
+    widget.remove_model_button.click()  # Yes
+    assert not first.path.exists() and not first.record_path.exists() and second.path.is_file()
+    assert (tmp_path / "a" / "nuclei.pt").is_file()  # the file it was kept from stays
+    assert [widget.user_models_combo.itemText(i) for i in range(widget.user_models_combo.count())] == ["nuclei-2"]
+    menu = [segmentation.model_combo.itemText(i) for i in range(segmentation.model_combo.count())]
+    assert "fine-tuned: nuclei" not in menu and "fine-tuned: nuclei-2" in menu
+    assert segmentation.model_combo.currentText() == models.EMBEDDED_DEFAULT  # it was in use: back to the default
+    assert segmentation.controller.model_choice[0] == models.EMBEDDED_DEFAULT
+
+    widget.remove_user_model("nuclei-2", ask=False)
+    assert widget.user_models_combo.count() == 0 and not widget.remove_model_button.isEnabled()
+    assert user_models.list_user_models() == []
+
+
+def test_adding_a_file_that_is_not_a_napari_seem_checkpoint_is_a_message(trainer, errors, tmp_path):
+    viewer, segmentation, widget = trainer
+    assert widget.add_user_model(save_toy_official(tmp_path / "official.pt")) is None
+    assert "not a napari-seem training checkpoint" in errors[-1] and user_models.list_user_models() == []
