@@ -84,3 +84,16 @@ def test_the_embedded_default_segments_everything_by_a_point_grid(make_napari_vi
     found = set(np.unique(widget.labels_layer.data)) - {0}
     assert len(found) >= 10
     assert set(widget.labels_layer.features["class_name"]) == {"nucleus"}
+
+
+def test_kept_fine_tuned_models_follow_the_built_in_entries(tmp_path, monkeypatch, tiny_models):
+    from napari_seem import user_models
+
+    monkeypatch.setenv(user_models.MODELS_ENV, str(tmp_path / "my-models"))
+    built_in = list(models.available_models())
+    user_models.add_user_model(save_toy_checkpoint(tmp_path / "nuclei.pt"))
+    menu = list(models.available_models())
+    assert menu[0] == models.EMBEDDED_DEFAULT
+    assert menu.index("fine-tuned: nuclei") == built_in.index(tiny_models)  # before this session's own entries
+    assert [n for n in menu if n != "fine-tuned: nuclei"] == built_in
+    assert "trained 7 steps on toy_cells" in models.get_source("fine-tuned: nuclei").description
