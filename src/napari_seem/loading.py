@@ -129,14 +129,14 @@ def official_entry(name: str):
 
 
 def _model_from_file(path: Path, variant: str | None):
-    """Build and strictly load the model a file holds (read once)."""
+    """Build and strictly load the model a file holds (read once, before anything is built)."""
     from napari_seem.model import build_seem, load_checkpoint
-    from napari_seem.training.checkpoint import config_from_dict
+    from napari_seem.model.checkpoint import trained_config
 
     payload = read_payload(path)
-    if "seem_config" in payload:
-        model = build_seem(config_from_dict(payload["seem_config"]))
-        return load_checkpoint(model, {"state_dict": payload["state_dict"]})
+    own = trained_config(payload)
+    if own is not None:
+        return load_checkpoint(build_seem(own), {"state_dict": payload["state_dict"]})
     if variant is None:
         raise ValueError(f"{path} is an official SEEM checkpoint (a bare state dict): say which model it is "
                          "with variant=, e.g. 'focalt_v1', 'focall_v1', 'focalt_v0' or 'focall_v0'")
@@ -145,36 +145,17 @@ def _model_from_file(path: Path, variant: str | None):
 
 def read_payload(path: str | os.PathLike) -> dict:
     """A checkpoint file's top-level dict, its tensors memory-mapped (nothing big is read until
-    used). Raises :class:`~napari_seem.model.CheckpointError` for a file that is not a checkpoint."""
-    import torch
-
-    from napari_seem.model.checkpoint import CheckpointError
+    used). Raises ``FileNotFoundError``, or :class:`~napari_seem.model.CheckpointError` with one
+    plain sentence for a file that is not a checkpoint (torch's detail goes to the log)."""
+    from napari_seem.model.checkpoint import CheckpointError, read_checkpoint
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as err:
-        if "mmap" not in str(err):
-            raise _unreadable(path, err) from err
-        try:  # a file in torch's legacy (pre-zip) format cannot be memory-mapped
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as again:  # noqa: BLE001 - any unreadable file is reported the same way
-            raise _unreadable(path, again) from again
-    except Exception as err:  # noqa: BLE001
-        raise _unreadable(path, err) from err
+    payload = read_checkpoint(path, mmap=True)
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path} does not hold a checkpoint dict (found {type(payload).__name__})")
     return payload
-
-
-def _unreadable(path: Path, err: BaseException):
-    from napari_seem.model.checkpoint import CheckpointError
-
-    first = (str(err).strip().splitlines() or [""])[0][:200]
-    return CheckpointError(f"{path} ({path.stat().st_size:,} bytes) is not a readable PyTorch checkpoint; it may "
-                           f"be truncated or not a checkpoint at all ({type(err).__name__}: {first})")
 
 
 # ---------------------------------------------------------------------------------------- statements

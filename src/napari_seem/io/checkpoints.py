@@ -123,13 +123,14 @@ class ResumingDownloader:
 
 
 def load_official(name: str, device: str = "cpu", **fetch_kwargs):
-    """Build the matching model and load the official checkpoint ``name`` into it (strictly)."""
+    """Build the matching model and load the official checkpoint ``name`` into it (strictly). The
+    file is read first: a damaged one fails before the (large) model is built."""
     from napari_seem.model import build_seem, load_checkpoint
+    from napari_seem.model.checkpoint import read_checkpoint
 
     entry = _entry(name)
-    path = fetch_checkpoint(name, **fetch_kwargs)
-    model = build_seem(entry.variant, device=device)
-    return load_checkpoint(model, path)
+    payload = read_checkpoint(fetch_checkpoint(name, **fetch_kwargs))
+    return load_checkpoint(build_seem(entry.variant, device=device), payload)
 
 
 def _entry(name: str) -> OfficialCheckpoint:

@@ -11,7 +11,7 @@ multiple of 32. Prompt masks are given at image size ``[N, H, W]`` and padded th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -245,13 +245,20 @@ def build_with_weights(
     variant: str | SeemConfig = "focalt_v1", checkpoint: str | None = None, seed: int = 0
 ) -> tuple[SeemModel, str]:
     """A model with ``checkpoint``'s weights, or random weights (``seed``) when none is given, and a
-    plain statement of which weights it has (for reports: random weights segment nothing real)."""
-    torch.manual_seed(seed)
-    model = build_seem(variant)
-    if checkpoint:
-        from .checkpoint import load_checkpoint
+    plain statement of which weights it has (for reports: random weights segment nothing real).
 
-        load_checkpoint(model, checkpoint)
-        return model, f"checkpoint {checkpoint}"
-    return model, f"RANDOM weights (torch seed {seed}): the masks are not a real segmentation"
+    The file is read before the model is built: a wrong or damaged file fails at once. A napari-seem
+    checkpoint made for another architecture than ``variant`` is loaded with its own (it says so)."""
+    torch.manual_seed(seed)
+    if not checkpoint:
+        return build_seem(variant), f"RANDOM weights (torch seed {seed}): the masks are not a real segmentation"
+    from .checkpoint import load_checkpoint, read_checkpoint, trained_config, trained_model_name
+
+    payload = read_checkpoint(checkpoint)
+    cfg, own = get_config(variant), trained_config(payload)
+    if own is not None and replace(own, mode=cfg.mode) != cfg:  # the mode (decoder logic) is the caller's
+        model = load_checkpoint(build_seem(own), {"state_dict": payload["state_dict"]})
+        return model, (f"{trained_model_name(payload)} from {checkpoint}, loaded with its own architecture "
+                       f"(not {variant if isinstance(variant, str) else 'the one asked for'})")
+    return load_checkpoint(build_seem(cfg), payload), f"checkpoint {checkpoint}"
 

@@ -27,11 +27,9 @@ import numpy as np
 import torch
 
 from napari_seem.model import SeemModel, build_seem, load_checkpoint
-from napari_seem.model.checkpoint import CheckpointError
-from napari_seem.model.config import BackboneConfig, DecoderConfig, PixelDecoderConfig, SeemConfig, TextConfig
+from napari_seem.model.checkpoint import CheckpointError, config_from_dict, read_checkpoint
 
 FORMAT = "napari-seem-trained/1"
-_PARTS = {"backbone": BackboneConfig, "pixel_decoder": PixelDecoderConfig, "text": TextConfig, "decoder": DecoderConfig}
 
 
 def to_plain(value: Any) -> Any:
@@ -47,17 +45,6 @@ def to_plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def _tuples(values: dict) -> dict:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-
-
-def config_from_dict(values: dict) -> SeemConfig:
-    """The :class:`SeemConfig` saved by :func:`to_plain` (lists back to tuples)."""
-    parts = {name: cls(**_tuples(values[name])) for name, cls in _PARTS.items()}
-    rest = _tuples({k: v for k, v in values.items() if k not in _PARTS})
-    return SeemConfig(**parts, **rest)
 
 
 def code_revision() -> dict:
@@ -111,13 +98,7 @@ def read_record(path: str | Path) -> dict:
 
 
 def _read(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is reported the same way
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err
+    payload = read_checkpoint(path)  # a plain sentence for a missing, foreign or damaged file
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path} does not hold a checkpoint dict")
     return payload
