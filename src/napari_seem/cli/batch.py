@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,13 +40,13 @@ def add_batch_parsers(sub) -> None:
     _add_inputs(everything, "INPUTS", "TIFF/PNG files or folders of them; stacks are independent planes")
     everything.add_argument("--vocabulary", type=_names, required=True,
                             help='comma-separated class names, e.g. "nucleus,cell"')
-    everything.add_argument("--object-threshold", type=float, default=0.4,
-                            help="least class probability (default 0.4)")
-    everything.add_argument("--overlap-threshold", type=float, default=0.8,
-                            help="least kept share of a segment (default 0.8)")
-    everything.add_argument("--mask-threshold", type=float, default=0.5,
-                            help="mask probability threshold (default 0.5)")
-    everything.add_argument("--min-area", type=int, default=0, help="drop segments under this many pixels")
+    everything.add_argument("--object-threshold", type=_fraction, default=0.4,
+                            help="least class probability, 0..1 (default 0.4)")
+    everything.add_argument("--overlap-threshold", type=_fraction, default=0.8,
+                            help="least kept share of a segment, 0..1 (default 0.8)")
+    everything.add_argument("--mask-threshold", type=_open_fraction, default=0.5,
+                            help="mask probability threshold, between 0 and 1 (default 0.5)")
+    everything.add_argument("--min-area", type=_count, default=0, help="drop segments under this many pixels")
     everything.add_argument("--strategy", choices=("auto", "queries", "points"), default="auto",
                             help="queries: SEEM's object queries (the thresholds above); points: a 16 x 16 grid of "
                                  "clicks, stable masks kept; auto (default): points for the embedded default "
@@ -98,11 +99,45 @@ def _add_planes_per_task(parser: argparse.ArgumentParser) -> None:
                         "(default: one task per file)")
 
 
+# Option types: a bad value is refused while parsing, before torch or a model loads (the engine
+# checks the same rules again for its Python callers).
 def _names(text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(","))
     if not any(names) or not all(names):
         raise argparse.ArgumentTypeError(f"expected comma-separated class names, got {text!r}")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise argparse.ArgumentTypeError(f"class names must be unique, repeated: {', '.join(repeated)}")
     return names
+
+
+def _number(text: str, kind=float):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                         f"got {text!r}") from None
+
+
+def _fraction(text: str) -> float:
+    value = _number(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def _open_fraction(text: str) -> float:
+    value = _number(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (excluded), got {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
 
 
 def run_segment(args: argparse.Namespace) -> dict[str, Any]:
@@ -119,7 +154,6 @@ def run_everything(args: argparse.Namespace) -> dict[str, Any]:
     inputs = find_inputs(args.inputs)
     options = EverythingOptions(args.vocabulary, args.object_threshold, args.overlap_threshold,
                                 args.mask_threshold, args.min_area, everything_strategy(args.strategy, args))
-    _check_everything(options)
     return _run(args, inputs, [options] * len(inputs), args.planes_per_task)
 
 
@@ -129,15 +163,6 @@ def everything_strategy(choice: str, args: argparse.Namespace) -> str:
     if choice != "auto":
         return choice
     return "points" if args.checkpoint is None and args.variant is None else "queries"
-
-
-def _check_everything(options) -> None:
-    """The thresholds, checked here once rather than failing every task."""
-    from napari_seem.engine.predictor import _check_everything_thresholds, _check_vocabulary
-
-    _check_vocabulary(list(options.vocabulary))
-    _check_everything_thresholds(options.object_threshold, options.overlap_threshold, options.mask_threshold,
-                                 options.min_area)
 
 
 def run_propagate(args: argparse.Namespace) -> dict[str, Any]:
@@ -160,19 +185,24 @@ def _objects(prompts_path: str, inputs: list[Path]) -> list:
 
 
 def _check_common(args: argparse.Namespace) -> None:
-    """Options that would fail every task, refused before any work."""
+    """Options that would fail every task, refused before any work (and before torch is imported)."""
     if args.checkpoint and not Path(args.checkpoint).is_file():
         raise ValueError(f"checkpoint not found: {args.checkpoint}")
     for name in ("threads", "target_size"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
-    _check_device(args.device)
     if getattr(args, "axis", 0) not in (0, 1, 2):
         raise ValueError(f"--axis must be 0, 1 or 2 (the propagation axis of a (T, H, W) stack), got {args.axis}")
+    _check_device(args.device)
+
+
+_COMMON_DEVICE = re.compile(r"(cpu|cuda|mps)(:\d+)?")
 
 
 def _check_device(name: str) -> None:
+    if _COMMON_DEVICE.fullmatch(name):
+        return  # well formed: no need to import torch (seconds) to know it
     import torch
 
     try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -66,7 +67,11 @@ def _load_image(path: str | None) -> tuple[np.ndarray, np.ndarray | None, str]:
 
     if path is None:
         return io.imread(SAMPLE_IMAGE), tifffile.imread(SAMPLE_LABELS), SAMPLE_NAME
-    array = tifffile.imread(path) if path.lower().endswith((".tif", ".tiff")) else io.imread(path)
+    try:
+        array = tifffile.imread(path) if path.lower().endswith((".tif", ".tiff")) else io.imread(path)
+    except Exception:  # noqa: BLE001 - every reader fails its own way; the detail goes to the log
+        logging.getLogger(__name__).debug("reading %s failed", path, exc_info=True)
+        raise ValueError(f"--image {path} could not be read as an image (TIFF, PNG, JPEG...)") from None
     return array, None, path
 
 
@@ -90,7 +95,24 @@ def _click_points(plane: np.ndarray, labels: np.ndarray | None, count: int) -> l
     return [(int(y), int(x), 0) for y, x in peaks]
 
 
+def _check_args(args: argparse.Namespace) -> None:
+    """Arguments that cannot work, refused before torch and the model load (seconds)."""
+    from napari_seem.loading import official_entry
+
+    if args.image is not None and not Path(args.image).is_file():
+        raise ValueError(f"--image: file not found: {args.image}")
+    if args.checkpoint is not None and not Path(args.checkpoint).expanduser().is_file() \
+            and official_entry(args.checkpoint) is None:
+        raise ValueError(f"--checkpoint: file not found: {args.checkpoint}")
+    if args.clicks < 0 or args.threads < 1:
+        raise ValueError(f"--clicks must be >= 0 and --threads >= 1, got {args.clicks} and {args.threads}")
+    if not args.text.strip():
+        raise ValueError("--text must be a class name, e.g. 'nucleus'")
+
+
 def run_demo(args: argparse.Namespace) -> dict:
+    _check_args(args)
+    plane, truth, source = _load_image(args.image)
     import tifffile
     import torch
 
@@ -103,7 +125,6 @@ def run_demo(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    plane, truth, source = _load_image(args.image)
     model, weights = _load_model(args)
     predictor = SeemPredictor(model)
 

@@ -210,7 +210,9 @@ def _add_train_parser(sub) -> None:
     train.set_defaults(func=run_train)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; given the ``command`` about to run, the ``eval`` subcommand's
+    options are only defined when it is ``eval`` (the evaluation package imports torch: seconds)."""
     parser = argparse.ArgumentParser(prog="napari-seem", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     from napari_seem.cli.demo import add_demo_parser
@@ -226,9 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     packer.add_argument("--holdout", nargs="*", default=[], metavar="NAME", help="item names left out")
     packer.add_argument("--out", required=True, help="the packed file (.npz)")
     packer.set_defaults(func=run_pack)
-    from napari_seem.evaluation.cli import add_eval_parser
+    if command is None or command == "eval":
+        from napari_seem.evaluation.cli import add_eval_parser
 
-    add_eval_parser(sub, run_eval)
+        add_eval_parser(sub, run_eval)
+    else:  # still a known command name (its help shows only with the full parser)
+        sub.add_parser("eval")
     from napari_seem.cli.batch import add_batch_parsers
 
     add_batch_parsers(sub)
@@ -243,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
     args.argv = argv
     try:
         report = args.func(args)

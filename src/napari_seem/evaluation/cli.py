@@ -76,9 +76,10 @@ def run_interactive(args: argparse.Namespace) -> dict:
     from .baseline import RandomWalkerPredictor
     from .interactive import evaluate_interactive, format_table
 
+    wanted = set(args.names) if args.names else None
+    _check_interactive(args, wanted)
     predictor, weights = _predictor(args)
     floor = RandomWalkerPredictor() if args.baseline == "random_walker" else None
-    wanted = set(args.names) if args.names else None
     reports, floors = [], []
     for root in args.data:
         chosen = list(_items(root, wanted))
@@ -105,6 +106,22 @@ def run_interactive(args: argparse.Namespace) -> dict:
             full["per_object"] = [vars(t) for r in reports for t in r.traces]
         _write_json(args.out, full)
     return result
+
+
+def _check_interactive(args: argparse.Namespace, wanted: set[str] | None) -> None:
+    """Arguments that cannot work, refused before the model loads."""
+    from napari_seem.training.data import folder_names
+
+    if args.checkpoint and not Path(args.checkpoint).is_file():
+        raise ValueError(f"checkpoint not found: {args.checkpoint}")
+    if args.max_clicks < 1 or args.threads < 1:
+        raise ValueError(f"--max-clicks and --threads must be >= 1, got {args.max_clicks} and {args.threads}")
+    for root in args.data:
+        if not Path(root).is_dir():
+            raise ValueError(f"--data {root}: no such folder")
+    names = {name for root in args.data for name in folder_names(root)}
+    if not (names & wanted if wanted else names):
+        raise ValueError(f"no images to evaluate in {args.data} (names: {sorted(wanted) if wanted else 'all'})")
 
 
 def run_propagation(args: argparse.Namespace) -> dict:
