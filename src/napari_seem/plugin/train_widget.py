@@ -171,7 +171,7 @@ class SeemTrainWidget(QWidget):
         self.size_spin.setToolTip("long side the images are resized to, as the segmentation widget does (512)")
         self.batch_spin = _spin(1, 64, 2)
         self.output_edit = QLineEdit()
-        self.output_edit.setPlaceholderText("optional: your models folder keeps it in any case")
+        self.output_edit.setPlaceholderText("optional: an extra copy (.pt)")
         self.output_edit.setToolTip("an extra copy of the fine-tuned checkpoint; without one it is kept only in "
                                     f"your models folder ({user_models.models_dir()})")
         self.output_browse = QPushButton("Browse…")
