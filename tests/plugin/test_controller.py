@@ -10,10 +10,13 @@ from napari_seem.plugin import models
 from napari_seem.plugin.controller import (
     AxisStack,
     Geometry,
+    PlaneEverything,
     PluginError,
     SeemController,
     apply_write,
+    class_name_of,
     current_plane,
+    describe_plane,
     layer_geometry,
     objects_to_segment,
     parse_channels,
@@ -222,3 +225,67 @@ def test_a_gpu_choice_loads_the_model_onto_it_and_a_plane_is_segmented_there(tin
 def test_the_built_in_trial_model_loads_and_says_it_is_random():
     loaded = models.load_model(models.RANDOM_TINY, device="cpu")
     assert "RANDOM weights" in loaded.weights and not loaded.model.training
+
+
+@pytest.mark.parametrize("role, axis, plane, expected", [
+    ("time", None, (3,), "frame 3"),
+    ("z", None, (3,), "slice 3"),
+    ("independent", None, (3,), "plane 3 of 12"),
+])
+def test_a_plane_is_named_as_the_stack_axis_says(role, axis, plane, expected):
+    assert describe_plane(Geometry((12, 20, 20)), plane, role, axis) == expected
+
+
+def test_planes_of_stacks_with_more_axes_and_of_2d_images():
+    tzyx = Geometry((2, 5, 20, 20))
+    assert describe_plane(tzyx, (1, 3), "z", axis=1) == "slice 3 (axis 0 = 1)"
+    assert describe_plane(tzyx, (1, 3), "independent") == "plane 8 of 10"
+    assert describe_plane(Geometry((2, 5, 20, 20), channel_axis=0), (1, 3), "time") == "frame 3"
+    assert describe_plane(Geometry((20, 20)), (), "time") == ""
+
+
+def test_no_object_is_named_background():
+    assert class_name_of("nucleus", ["nucleus", "cell"]) == "nucleus"
+    assert class_name_of("background", ["nucleus", "cell"]) == ""
+    assert class_name_of("background", ["background", "cell"]) == ""  # not even when listed
+    assert class_name_of("cell", ["nucleus"]) == "" and class_name_of(None) == ""
+
+    class Found:  # an engine.EverythingResult whose second instance the background class won
+        labels = np.array([[1, 2], [0, 0]], np.int32)
+        class_names, scores = ["cell", "background"], [0.8, 0.6]
+
+        def __len__(self):
+            return 2
+
+    labels = Labels(np.zeros((2, 2), np.int32))
+    SeemController().write_everything(labels, PlaneEverything((), (), Found()), "keep")
+    assert labels.features.set_index("index")["class_name"].to_dict() == {1: "cell", 2: ""}
+
+
+def test_an_image_without_finite_values_is_refused_before_the_model_runs(tiny_models):
+    image = Image(np.full((20, 24), np.nan, np.float32))
+    image.data[3, 3] = np.inf
+    points = Points(np.array([[10.0, 12.0]]), features={"object": [0], "label": ["positive"]})
+    controller = SeemController()
+    controller.set_model(tiny_models)
+    job = controller.plan_plane(image, layer_geometry(image), (), points, None, "", 0, None, None)
+    with pytest.raises(PluginError, match="no finite values"):
+        controller.run_plane(job)
+    assert not controller.model_ready  # refused before loading the model
+    image.data[5, 5] = 1.0  # one finite pixel is an image
+    assert len(controller.run_plane(job)) == 1
+
+
+def test_the_controller_runs_the_model_on_its_threads(tiny_models):
+    import torch
+
+    controller = SeemController()
+    controller.set_model(tiny_models)
+    before = torch.get_num_threads()
+    try:
+        for threads in (2, 1):
+            controller.threads = threads
+            controller.ensure_model()
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)

@@ -9,11 +9,7 @@ and written on the GUI thread:
 3. ``write_*`` (GUI thread): turn results into exact label changes (``label_writer.plan_write``)
    applied with ``Labels.data_setitem``, so the labels layer's undo (Ctrl-Z) reverts them.
 
-Axes. An image layer's data axes are: *leading* axes (time, z, ...), optionally one *channel* axis
-among them, then the two spatial axes (y, x), then for RGB images the colour axis. A *plane* is a
-tuple with one index per leading data axis (the channel axis included, at the channel shown), which
-is what ``layer_prompts`` uses to keep only the prompts drawn on that plane. The labels layer has the
-image's axes without the channel and colour axes.
+Axes and planes (what the stack axis is, which plane is on screen) are in :mod:`.axes`.
 
 Layers are duck-typed (``data``, ``ndim``, ``features``, ``data_setitem``, transforms), so tests can
 use bare napari layers without a viewer. torch is imported only inside the ``run_*`` methods.
@@ -21,7 +17,6 @@ use bare napari layers without a viewer. torch is imported only inside the ``run
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -30,127 +25,28 @@ import numpy as np
 from napari_seem.prompts import ObjectPrompt, PromptError
 
 from . import models
+from .axes import (  # noqa: F401 - re-exported: the widget and tests import them from here
+    DIRECTIONS,
+    ROLE_LABELS,
+    ROLES,
+    AxisStack,
+    Geometry,
+    PluginError,
+    current_plane,
+    describe_plane,
+    layer_geometry,
+    parse_channels,
+    propagation_axis,
+    propagation_range,
+)
 from .label_writer import WRITE_MODES, assign_ids, plan_write
 from .layer_prompts import labels_to_prompts, points_to_prompts, shapes_to_prompts
+from .threads import default_threads, use_threads
 
-ROLES = ("time", "z", "independent")
-ROLE_LABELS = {"time": "time (propagate through time)", "z": "z (propagate through z)",
-               "independent": "independent 2D planes"}
-DIRECTIONS = ("forward", "backward", "both")
 NEW_OBJECT = 0  # the object id of prompts for an object that has no id yet
 FEATURE_COLUMNS = ("index", "class_name", "class_score", "score", "source")
-
-
-class PluginError(Exception):
-    """Something the user can fix (no image, wrong dims, no prompts...): shown as a plain message.
-
-    Deliberately not a ``RuntimeError``: the worker threads treat a ``RuntimeError`` as "the worker
-    was deleted" and would swallow it."""
-
-
-# ---------------------------------------------------------------------------------------- axes
-@dataclass(frozen=True)
-class Geometry:
-    """How an image layer's data axes are used (see the module docstring)."""
-
-    shape: tuple[int, ...]
-    rgb: bool = False
-    channel_axis: int | None = None
-
-    @property
-    def ndim(self) -> int:
-        """Number of layer dimensions (the RGB colour axis is not one)."""
-        return len(self.shape) - int(self.rgb)
-
-    @property
-    def leading(self) -> tuple[int, ...]:
-        """Data axes that index planes (time, z, ...), without the channel axis."""
-        return tuple(a for a in range(self.ndim - 2) if a != self.channel_axis)
-
-    @property
-    def plane_shape(self) -> tuple[int, int]:
-        return self.shape[self.ndim - 2], self.shape[self.ndim - 1]
-
-    @property
-    def labels_shape(self) -> tuple[int, ...]:
-        return tuple(self.shape[a] for a in range(self.ndim) if a != self.channel_axis)
-
-    @property
-    def n_channels(self) -> int:
-        if self.channel_axis is not None:
-            return self.shape[self.channel_axis]
-        return self.shape[-1] if self.rgb else 1
-
-    def labels_axis(self, axis: int) -> int:
-        """The labels-layer axis of image data axis ``axis`` (the channel axis is dropped)."""
-        return axis - int(self.channel_axis is not None and self.channel_axis < axis)
-
-    def labels_plane(self, plane: Sequence[int]) -> tuple[int, ...]:
-        """The labels layer's leading indices of ``plane``."""
-        return tuple(int(plane[a]) for a in self.leading)
-
-    def image_index(self, plane: Sequence[int]) -> tuple:
-        """Index into the image data reading ``plane``: all channels, the whole (y, x) plane."""
-        lead = tuple(slice(None) if a == self.channel_axis else int(plane[a]) for a in range(self.ndim - 2))
-        return lead + (slice(None), slice(None))
-
-    @property
-    def plane_channel_axis(self) -> int | None:
-        """The channel axis of an array read with :meth:`image_index` (the others are gone)."""
-        return None if self.channel_axis is None else 0
-
-    def planes(self, at: Sequence[int]) -> list[tuple[int, ...]]:
-        """Every plane of the stack (the channel index taken from ``at``)."""
-        ranges = [range(self.shape[a]) if a != self.channel_axis else [int(at[a])] for a in range(self.ndim - 2)]
-        return [tuple(p) for p in itertools.product(*ranges)]
-
-
-def layer_geometry(layer: Any, channel_axis: int | None = None) -> Geometry:
-    """The :class:`Geometry` of an image layer, or :class:`PluginError` for data SEEM cannot use."""
-    if layer is None:
-        raise PluginError("no image: add an image layer and choose it in the SEEM widget")
-    if getattr(layer, "multiscale", False):
-        raise PluginError(f"image {layer.name!r} is multiscale (a pyramid): not supported yet; add its "
-                          "full-resolution level as an image layer")
-    shape = tuple(int(s) for s in layer.data.shape)
-    rgb = bool(getattr(layer, "rgb", False))
-    geometry = Geometry(shape, rgb, channel_axis)
-    if geometry.ndim < 2:
-        raise PluginError(f"image {layer.name!r} has shape {shape}: SEEM needs at least two (y, x) dimensions")
-    if channel_axis is not None and not 0 <= channel_axis < geometry.ndim - 2:
-        raise PluginError(f"channel axis {channel_axis} is not one of the leading axes of image shape {shape}; "
-                          "the last two axes are y and x")
-    if min(geometry.plane_shape) < 2:
-        raise PluginError(f"image {layer.name!r} has a {geometry.plane_shape} plane: too small to segment")
-    return geometry
-
-
-def current_plane(layer: Any, geometry: Geometry, world_point: Sequence[float]) -> tuple[int, ...]:
-    """The plane of ``layer`` shown at the viewer's ``world_point`` (``viewer.dims.point``)."""
-    data = np.asarray(layer.world_to_data(np.asarray(world_point, dtype=float)), dtype=float)
-    index = np.round(data[: geometry.ndim - 2]).astype(int)
-    sizes = np.asarray(geometry.shape[: geometry.ndim - 2], dtype=int)
-    return tuple(int(v) for v in np.clip(index, 0, np.maximum(sizes - 1, 0)))
-
-
-def parse_channels(text: str | None, geometry: Geometry) -> tuple[int, ...] | None:
-    """Channel choice from text like ``"0"`` or ``"1, 2, 0"`` (blank: all channels, when at most three)."""
-    if geometry.channel_axis is None:
-        return None
-    count = geometry.n_channels
-    text = (text or "").strip()
-    if not text:
-        if count > 3:
-            raise PluginError(f"the image has {count} channels: enter one channel or up to three "
-                              "(mapped to red, green, blue), e.g. 0 or 0,2")
-        return tuple(range(count))
-    try:
-        chosen = tuple(int(part) for part in text.replace(";", ",").split(",") if part.strip())
-    except ValueError:
-        raise PluginError(f"channels must be comma-separated channel numbers, got {text!r}") from None
-    if not 1 <= len(chosen) <= 3 or any(not 0 <= c < count for c in chosen):
-        raise PluginError(f"choose one to three channels among 0..{count - 1}, got {text!r}")
-    return chosen
+# The engine names an object "background" when no vocabulary class beats the background class.
+BACKGROUND_NAMES = frozenset({"background"})
 
 
 def parse_vocabulary(text: str | None) -> list[str]:
@@ -159,39 +55,23 @@ def parse_vocabulary(text: str | None) -> list[str]:
     return list(dict.fromkeys(n for n in names if n))
 
 
-def propagation_axis(geometry: Geometry, role: str, axis: int | None) -> int:
-    """The image data axis to propagate along, checked against the role and the image."""
-    if role == "independent":
-        raise PluginError("the stack is set to 'independent 2D planes': nothing propagates; choose "
-                          "'time' or 'z' as the role of the stack axis")
-    if not geometry.leading:
-        raise PluginError("a 2D image has no axis to propagate along: propagation needs a time-lapse "
-                          "or a z-stack (T, Y, X) / (Z, Y, X)")
-    if axis is None:
-        axis = geometry.leading[0]
-    if axis not in geometry.leading:
-        raise PluginError(f"axis {axis} cannot propagate: choose one of the stack axes {geometry.leading}")
-    return axis
+def class_name_of(name: str | None, vocabulary: Sequence[str] | None = None) -> str:
+    """The class an object is named by: ``name`` when a vocabulary class won, ``""`` when none did
+    (the background class won, or ``name`` is not in ``vocabulary``). An object is never called
+    "background", even if the vocabulary lists it."""
+    name = (name or "").strip()
+    if not name or name.lower() in BACKGROUND_NAMES or (vocabulary is not None and name not in vocabulary):
+        return ""
+    return name
 
 
-class AxisStack:
-    """The frames along one data axis of an image, every other leading axis held at ``plane``;
-    read lazily, one frame per ``stack[t]`` (what :class:`~napari_seem.engine.VideoSession` reads)."""
-
-    def __init__(self, data: Any, geometry: Geometry, axis: int, plane: Sequence[int]) -> None:
-        self.data, self.geometry, self.axis, self.plane = data, geometry, axis, tuple(plane)
-        frame_shape = [geometry.shape[a] for a in range(len(geometry.shape))
-                       if a == geometry.channel_axis or a >= geometry.ndim - 2]
-        self.shape = (geometry.shape[axis], *frame_shape)
-        self.channel_axis = None if geometry.channel_axis is None else 1
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, t: int) -> np.ndarray:
-        plane = list(self.plane)
-        plane[self.axis] = int(t)
-        return np.asarray(self.data[self.geometry.image_index(plane)])
+def check_finite(plane: Any, where: str = "this plane") -> None:
+    """:class:`PluginError` when an in-memory float ``plane`` has no finite value (all NaN or
+    infinite): there is nothing to segment, and the model would only answer with empty masks.
+    Lazy planes (dask) are not read for this."""
+    if isinstance(plane, np.ndarray) and np.issubdtype(plane.dtype, np.inexact) and not np.isfinite(plane).any():
+        raise PluginError(f"the image has no finite values on {where} (all NaN or infinite): nothing to segment; "
+                          "check the image's data or choose another plane")
 
 
 # ---------------------------------------------------------------------------------------- prompts
@@ -325,27 +205,6 @@ class PropagationJob:
         return tuple(plane)
 
 
-def propagation_range(direction: str, source: int, n_frames: int,
-                      frame_range: tuple[int, int] | None) -> tuple[int | tuple[int, int], int]:
-    """The engine's ``stop`` for ``direction`` from ``source`` within ``frame_range`` (inclusive; default
-    all frames), and how many frames that computes."""
-    if direction not in DIRECTIONS:
-        raise PluginError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-    first, last = (0, n_frames - 1) if frame_range is None else (int(frame_range[0]), int(frame_range[1]))
-    if not 0 <= first <= last < n_frames:
-        raise PluginError(f"frame range {first}..{last} is not within the stack's frames 0..{n_frames - 1}")
-    if not first <= source <= last:
-        raise PluginError(f"the current frame {source} is outside the frame range {first}..{last}: move to a "
-                          "frame inside it (the objects are carried from the current frame)")
-    forward, backward = last - source, source - first
-    steps = {"forward": forward, "backward": backward, "both": forward + backward}[direction]
-    if steps == 0:
-        raise PluginError(f"nothing to propagate {direction} from frame {source} within {first}..{last}")
-    stop = {"forward": last, "backward": first, "both": (first, last)}[direction]
-    return stop, steps
-
-
-# Planes whose long side exceeds this many model inputs are tiled rather than shrunk (2x shrinking
 # loses little; beyond that small nuclei fall below the 1/4-resolution mask features).
 TILING_FACTOR = 2
 
@@ -364,6 +223,7 @@ class SeemController:
         # Overrides of VideoSession's lost-object criteria for propagation (empty: its defaults;
         # lost_iou=0 and lost_score=0: never lost).
         self.lost_options: dict[str, float] = {}
+        self.threads: int | None = default_threads()  # CPU threads for the model (None: torch's own)
         self.memory: dict[tuple[tuple[int, ...], int], Any] = {}  # (labels plane, id) -> last ObjectResult
         self.prompt_keys: dict[tuple[tuple[int, ...], int], tuple] = {}
 
@@ -391,7 +251,9 @@ class SeemController:
         return None if self.loaded is None else self.loaded.weights
 
     def ensure_model(self):
-        """The predictor of the chosen model, loading it first if needed (worker thread)."""
+        """The predictor of the chosen model, loading it first if needed (worker thread). Every job
+        passes here before the model runs, so this is where the threads setting is applied."""
+        use_threads(self.threads)
         if self.model_ready:
             return self.predictor
         from napari_seem.engine import SeemPredictor
@@ -453,6 +315,7 @@ class SeemController:
     def run_plane(self, job: PlaneJob) -> dict[int, Any]:
         """Encode the plane (cached when unchanged) and answer the prompts (worker thread)."""
         plane = job.data[job.index]  # a dask/zarr plane stays lazy for the tiled predictor
+        check_finite(plane)
         predictor = self.predictor_for(plane, job.channel_axis)
         predictor.set_image(plane if predictor is self.tiled else np.asarray(plane), job.channel_axis, job.channels)
         predictor.set_vocabulary(job.vocabulary)
@@ -473,8 +336,10 @@ class SeemController:
             self.memory[(job.labels_plane, label)] = result
             prompt = job.prompts[o]
             self.prompt_keys[(job.labels_plane, label)] = prompt_key(prompt)
-            rows[label] = {"class_name": result.class_name or (prompt.text or "").strip() or "",
-                           "class_score": result.class_score, "score": result.score, "source": "prompt"}
+            name = class_name_of(result.class_name, job.vocabulary)
+            rows[label] = {"class_name": name or (prompt.text or "").strip(),
+                           "class_score": result.class_score if name else None, "score": result.score,
+                           "source": "prompt"}
         update_features(labels, rows)
         return ids
 
@@ -494,8 +359,9 @@ class SeemController:
     def run_everything(self, job: EverythingJob) -> Iterator[PlaneEverything]:
         """One :class:`PlaneEverything` per plane, as each is done (worker thread)."""
         geometry = job.geometry
-        for plane in job.planes:
+        for n, plane in enumerate(job.planes):
             data = job.data[geometry.image_index(plane)]
+            check_finite(data, "this plane" if len(job.planes) == 1 else f"plane {n} of {len(job.planes)}")
             predictor = self.predictor_for(data, geometry.plane_channel_axis)
             predictor.set_image(data if predictor is self.tiled else np.asarray(data), geometry.plane_channel_axis,
                                 job.channels)
@@ -515,7 +381,7 @@ class SeemController:
         masks = {label: result.labels == n + 1 for n, label in enumerate(ids)}
         change = apply_write(labels, item.labels_plane, masks, mode)
         written = set(np.unique(change.new).tolist()) if change is not None else set()
-        rows = {label: {"class_name": result.class_names[n], "class_score": result.scores[n],
+        rows = {label: {"class_name": class_name_of(result.class_names[n]), "class_score": result.scores[n],
                         "score": result.scores[n], "source": "everything"}
                 for n, label in enumerate(ids) if label in written}
         update_features(labels, rows)
@@ -540,6 +406,7 @@ class SeemController:
         """``FrameResult`` per frame as it is computed (worker thread)."""
         from napari_seem.engine import VideoSession
 
+        check_finite(job.stack[job.source], "the plane the propagation starts from")
         predictor = self.ensure_model()
         session = VideoSession(predictor, job.stack, channel_axis=job.stack.channel_axis, channels=job.channels,
                                **self.lost_options)
