@@ -73,6 +73,7 @@ class ModelPanel:
         return self.threads_spin.value()
 
     def set_threads(self, threads: int) -> None:
+        """Run the next jobs on ``threads`` CPU threads (clipped to 1..the cores available)."""
         self.threads_spin.setValue(int(threads))
 
     def set_model(self, model: Any, checkpoint: str | None = None, device: str | None = None) -> None:

@@ -177,9 +177,9 @@ def _prompt_features():
 def points_layer(image: Image) -> Points:
     """An empty prompt-points layer on the image's grid: green positive, red negative points.
 
-    The markers are kept ``MARKER_PIXELS`` wide on screen; their size in image pixels (a 1/80 of the
-    plane's long side: about 10 screen pixels with the whole plane in view) only says how they grow
-    with the zoom in between, and how near a click must be to pick one."""
+    The markers are drawn ``MARKER_PIXELS`` wide on screen at most and at least; their size in image
+    pixels (1/80 of the plane's long side: about 10 screen pixels with the whole plane in view) says
+    how they grow with the zoom in between, and how near a click must be to select one."""
     size = max(1.0, max(image.data.shape[image.ndim - 2: image.ndim]) / 80)
     return Points(np.empty((0, image.ndim)), ndim=image.ndim, name=POINTS_NAME, features=_prompt_features(),
                   face_color="label", face_color_cycle=POLARITY_COLORS, border_color="white", size=size,
