@@ -1,5 +1,6 @@
 """Shared helpers for the parity tests: where the official fixtures are, the deterministic weight
-fill, and the comparison rule (max abs error <= 1e-4 x max |reference| per array)."""
+fill, and the comparison rule (max abs error <= 1e-4 x max |reference| per array; arrays with a
+query axis query by query, see :func:`query_axis`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -31,6 +33,24 @@ def outlier_budget(num_queries: int) -> int:
     queries off, so the budget still catches one.
     """
     return max(1, num_queries // 16)
+
+
+# Arrays with one row per decoder query, and the axis of their queries. A query whose binarised
+# attention mask flips a pixel at sigmoid = 0.5 is off in every one of them at once (its masks, its
+# class logits, its caption embedding, at the layer where it flips and every later one), so they are
+# all compared query by query, with the same tolerance and outlier budget.
+QUERY_AXES: list[tuple[re.Pattern, int]] = [
+    (re.compile(r"(round\d+_|aux\d+_)?pred_(logits|captions|masks|maskembs|smasks|smaskembs|stexts|gmasks|gtexts)"), 1),
+    (re.compile(r"pred_masks_top\d+"), 1),
+    (re.compile(r"(spatial_)?selection_logits"), 1),
+    (re.compile(r"decoder_layer\d+_query_state"), 0),
+    (re.compile(r"grounding_out_prob"), 0),
+]
+
+
+def query_axis(name: str) -> int | None:
+    """The query axis of the fixture array ``name``, or ``None`` when it has none."""
+    return next((axis for pattern, axis in QUERY_AXES if pattern.fullmatch(name)), None)
 
 
 def fixture_paths() -> list[Path]:
@@ -124,13 +144,16 @@ class Comparer:
         self.results: list[Comparison] = []
         self.problems: list[str] = []
 
-    def __call__(self, name: str, ours, ref_key: str | None = None, per_query_axis: int | None = None,
+    def __call__(self, name: str, ours, ref_key: str | None = None, per_query_axis: int | None | str = "auto",
                  max_outlier_queries: int | None = None, reference: np.ndarray | None = None) -> None:
         """Compare ``ours`` with the fixture array ``ref_key`` (default ``name``) or ``reference``.
 
-        ``per_query_axis``: compare query by query and allow up to ``max_outlier_queries`` (default
+        ``per_query_axis`` (default: :func:`query_axis` of the array's name; ``None``: the whole
+        array): compare query by query and allow up to ``max_outlier_queries`` (default
         :func:`outlier_budget`) whole queries off tolerance (a pixel of a binarised attention mask
-        flipping at sigmoid = 0.5)."""
+        flipping at sigmoid = 0.5). The other queries keep the tolerance of the whole array."""
+        if per_query_axis == "auto":
+            per_query_axis = query_axis(ref_key or name)
         ref = reference if reference is not None else self.fixture.arrays[ref_key or name]
         ours = ours.detach().cpu().numpy() if isinstance(ours, torch.Tensor) else np.asarray(ours)
         ours = ours.astype(np.float64).reshape(ref.shape) if ours.size == ref.size else ours

@@ -1,6 +1,9 @@
 """Parity with the official SEEM code: every fixture in ``$SEEM_PARITY_FIXTURES`` is run through our
 model (focal-T, filled with the official run's deterministic weights) on the same path, dispatched on
-``meta.kind``, and every saved array is compared (max abs error <= 1e-4 x max |reference|).
+``meta.kind``, and every saved array is compared (max abs error <= 1e-4 x max |reference|). Arrays
+with a query axis (masks, class logits, captions, query states, aux layers) are compared query by
+query (``parity.query_axis``): a query whose attention mask flips a pixel at sigmoid = 0.5 may be off,
+within the outlier budget; every other query keeps the tolerance.
 
 A new fixture of a known kind is picked up without code changes.
 """
@@ -90,12 +93,12 @@ def run_generic(r: Runner) -> None:
         out = r.model.decode(features, keep_aux=True, keep_query_states=True)
     final = out.final["queries_object"]
     r.cmp("pred_logits", final.logits)
-    r.cmp("pred_masks", final.masks, per_query_axis=1)
+    r.cmp("pred_masks", final.masks)
     for i, pred in enumerate(out.predictions[:-1]):
         r.cmp(f"aux{i}_pred_logits", pred["queries_object"].logits)
-    r.cmp("aux0_pred_masks", out.predictions[0]["queries_object"].masks, per_query_axis=1)
+    r.cmp("aux0_pred_masks", out.predictions[0]["queries_object"].masks)
     for i, state in enumerate(out.query_states):
-        r.cmp(f"decoder_layer{i}_query_state", state, per_query_axis=0)
+        r.cmp(f"decoder_layer{i}_query_state", state)
 
     height, width = features.image_size
     masks = resize_mask_logits(final.masks, features.padded_size, features.image_size, (height, width))[0]
@@ -135,9 +138,8 @@ def run_interactive(r: Runner, prev_mask: np.ndarray | None = None, prefix: str 
         )
     chosen, index, selection = select_spatial(out, layout)
     spatial = out.final["queries_spatial"]
-    # An isolated query may be off when one attention-mask pixel sits at sigmoid = 0.5 (FIXTURES.md 5).
-    r.cmp(f"{p}pred_smasks", spatial.masks, per_query_axis=1)
-    r.cmp(f"{p}pred_smaskembs", spatial.mask_emb, per_query_axis=1)
+    r.cmp(f"{p}pred_smasks", spatial.masks)
+    r.cmp(f"{p}pred_smaskembs", spatial.mask_emb)
     r.cmp(f"{p}pred_pspatials", prompt.pos_embedding)
     r.cmp(f"{p}pred_nspatials", prompt.neg_embedding)
     r.cmp(f"{p}prev_mask", chosen)
@@ -146,9 +148,9 @@ def run_interactive(r: Runner, prev_mask: np.ndarray | None = None, prefix: str 
         if "pred_captions" in a:
             r.cmp("pred_captions", out.final["queries_object"].class_emb)
         if "pred_stexts" in a:
-            r.cmp("pred_stexts", spatial.class_emb, per_query_axis=1)
+            r.cmp("pred_stexts", spatial.class_emb)
         if "spatial_selection_logits" in a:
-            r.cmp("spatial_selection_logits", selection, per_query_axis=1)
+            r.cmp("spatial_selection_logits", selection)
             r.cmp.exact("spatial_selected_idx", index[0])
         image_size = features.image_size
         up = resize_mask_logits(chosen, features.padded_size, image_size, image_size, mode="bicubic")
@@ -197,12 +199,12 @@ def _decode_text(r: Runner):
 def run_text_grounding(r: Runner) -> None:
     features, grounding, class_emb, logit_scale, out = _decode_text(r)
     g = out.final["queries_grounding"]
-    r.cmp("pred_gmasks", g.masks, per_query_axis=1)
-    r.cmp("pred_gtexts", g.class_emb, per_query_axis=1)
+    r.cmp("pred_gmasks", g.masks)
+    r.cmp("pred_gtexts", g.class_emb)
     r.cmp("pred_captions", out.final["queries_object"].class_emb)
     r.cmp("pred_logits", out.final["queries_object"].logits)
     prob = grounding_similarity(g.class_emb[0], class_emb, logit_scale)
-    r.cmp("grounding_out_prob", prob, per_query_axis=0)
+    r.cmp("grounding_out_prob", prob)
     matched = prob.argmax(0)
     r.cmp.exact("grounding_matched_id", matched)
     mask = resize_mask_logits(g.masks[:, matched], features.padded_size, features.image_size, features.image_size)
@@ -230,12 +232,12 @@ def _demo_select_by_embedding(r: Runner, out, prompt_embedding: torch.Tensor) ->
 def _demo_outputs(r: Runner, features, out, q: int) -> None:
     """The app's outputs for the object query ``q`` it selected."""
     obj = out.final["queries_object"]
-    r.cmp("pred_logits", obj.logits, per_query_axis=1)
-    r.cmp("pred_maskembs", obj.mask_emb, per_query_axis=1)
+    r.cmp("pred_logits", obj.logits)
+    r.cmp("pred_maskembs", obj.mask_emb)
     r.cmp.exact("selected_idx", torch.tensor([q]))
     r.cmp("selected_mask_logits", obj.masks[:, q])
     top4 = torch.from_numpy(r.a["pred_masks_top4_idx"])
-    r.cmp("pred_masks_top4", obj.masks[:, top4], per_query_axis=1)
+    r.cmp("pred_masks_top4", obj.masks[:, top4])
     r.cmp.exact("pred_class", obj.logits[0, q].argmax()[None])
     up = resize_mask_logits(obj.masks[:, q : q + 1], features.padded_size, features.image_size)
     r.cmp.thresholded("app_output_mask", up[0])
@@ -256,9 +258,9 @@ def run_demo_text(r: Runner) -> None:
     features, grounding, class_emb, logit_scale, out = _decode_text(r)
     r.cmp("grounding_tokens", grounding.tokens)
     obj = out.final["queries_object"]
-    r.cmp("pred_captions", obj.class_emb, per_query_axis=1)
+    r.cmp("pred_captions", obj.class_emb)
     prob = grounding_similarity(obj.class_emb[0], class_emb, logit_scale)
-    r.cmp("grounding_out_prob", prob, per_query_axis=0)
+    r.cmp("grounding_out_prob", prob)
     _demo_outputs(r, features, out, int(prob.argmax(0)[0]))
 
 
