@@ -25,7 +25,7 @@ def add_replay_parser(sub) -> None:
     replay.add_argument("--checkpoint", default=None, help="the checkpoint file for --model")
     replay.add_argument("--compare", default=None, metavar="LABELS",
                         help="saved labels to compare with: prints the IoU of every object")
-    replay.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    replay.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: half the cores)")
     replay.set_defaults(func=run_replay)
 
 
@@ -58,21 +58,18 @@ def run_replay(args: argparse.Namespace) -> dict:
     from napari_seem import provenance
 
     log = provenance.load(args.provenance)  # a bad file fails here, still before torch
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
     from napari_seem.io.tiff import write_labels
     from napari_seem.plugin.replay import replay
 
     image = _read_image(args.image)
     references = provenance.load_references(Path(args.provenance).with_suffix(".npz"))
     start = time.perf_counter()
-    result = replay(log, image, model=args.model, checkpoint=args.checkpoint, references=references)
+    result = replay(log, image, model=args.model, checkpoint=args.checkpoint, references=references,
+                    threads=args.threads)
     seconds = time.perf_counter() - start
-    metadata = {provenance.METADATA_KEY: _replayed_log(result, args).to_dict()}
-    if references:
-        metadata[provenance.REFERENCES_KEY] = references
+    metadata = dict(result.metadata)
+    if provenance.METADATA_KEY in metadata:
+        metadata[provenance.METADATA_KEY] = {**metadata[provenance.METADATA_KEY], "replayed_from": str(args.provenance)}
     written = write_labels(args.out, result.labels, {"metadata": metadata})
     report = {"written": written, "rounds": len(log.rounds), "objects": int(len(set(result.labels.ravel()) - {0})),
               "same_model": result.same_model, "seconds": round(seconds, 2)}
@@ -85,20 +82,3 @@ def run_replay(args: argparse.Namespace) -> dict:
         report["objects_iou"] = {str(k): round(v, 4) for k, v in ious.items()}
         report["mean_iou"] = round(sum(ious.values()) / max(len(ious), 1), 4)
     return report
-
-
-def _replayed_log(result, args):
-    """The replayed labels' provenance: the same rounds, with the model that replayed them."""
-    import numpy as np
-
-    from napari_seem.provenance import ProvenanceLog, labels_fingerprint
-
-    header = dict(result.log.header)
-    header["model"] = {**header.get("model", {}), "weights_digest": result.weights_digest}
-    if args.model:
-        header["model"].update(name=args.model, checkpoint=args.checkpoint)
-    header["replayed_from"] = str(args.provenance)
-    rounds = [dict(r) for r in result.log.rounds]
-    if rounds:  # the replayed labels are the state after the last round
-        rounds[-1]["labels_after"] = labels_fingerprint(np.asarray(result.labels))
-    return ProvenanceLog(header, rounds)

@@ -41,10 +41,12 @@ from .axes import (  # noqa: F401 - re-exported: the widget and tests import the
 )
 from .label_writer import WRITE_MODES, assign_ids, plan_write
 from .layer_prompts import labels_to_prompts, points_to_prompts, shapes_to_prompts
+from . import recording
+from .recording import weights_digest
 from .threads import default_threads, use_threads
 
 NEW_OBJECT = 0  # the object id of prompts for an object that has no id yet
-FEATURE_COLUMNS = ("index", "class_name", "class_score", "score", "source")
+FEATURE_COLUMNS = ("index", "class_name", "class_score", "score", "source", "round")
 # The engine names an object "background" when no vocabulary class beats the background class.
 BACKGROUND_NAMES = frozenset({"background"})
 
@@ -156,6 +158,7 @@ class PlaneJob:
     previous: dict[int, Any]
     vocabulary: list[str] | None
     requested_ids: dict[int, int | None] = field(default_factory=dict)
+    geometry: Geometry | None = None  # the image's, for the round's provenance
 
 
 @dataclass
@@ -182,6 +185,7 @@ class PlaneEverything:
     plane: tuple[int, ...]
     labels_plane: tuple[int, ...]
     result: Any  # engine.EverythingResult
+    job: Any = None  # the EverythingJob it came from (for the provenance)
 
 
 @dataclass
@@ -212,6 +216,8 @@ TILING_FACTOR = 2
 # ---------------------------------------------------------------------------------------- controller
 class SeemController:
     """Model, memory and jobs of one dock widget (see the module docstring for the three phases)."""
+
+    tiling_factor = TILING_FACTOR
 
     def __init__(self) -> None:
         self.model_choice: tuple[str, str | None, str] = (models.EMBEDDED_DEFAULT, None, "auto")
@@ -267,6 +273,7 @@ class SeemController:
             loaded = models.load_model(*choice)
         # Encodings go through the on-disk feature cache (off with NAPARI_SEEM_FEATURE_CACHE=0).
         predictor = SeemPredictor(loaded.model, target_size=loaded.target_size, cache=default_feature_cache())
+        weights_digest(loaded.model)  # hashed here, off the GUI thread, for the labels' provenance
         self.predictor, self.loaded, self._loaded_choice = predictor, loaded, choice
         self.tiled = None
         return predictor
@@ -278,7 +285,7 @@ class SeemController:
         from napari_seem.engine.tiling import TiledPredictor, plane_shape_of
 
         predictor = self.ensure_model()
-        if max(plane_shape_of(plane.shape, channel_axis)) <= TILING_FACTOR * self.loaded.target_size:
+        if max(plane_shape_of(plane.shape, channel_axis)) <= self.tiling_factor * self.loaded.target_size:
             return predictor
         if self.tiled is None:
             self.tiled = TiledPredictor(predictor.model, tile=self.loaded.target_size, cache=predictor.cache)
@@ -309,7 +316,7 @@ class SeemController:
             prompts={o: prompts[o] for o in chosen},
             previous={o: self.memory.get((labels_plane, o)) for o in chosen},
             vocabulary=list(vocabulary) if vocabulary else None,
-            requested_ids={o: None if o == NEW_OBJECT else o for o in chosen},
+            requested_ids={o: None if o == NEW_OBJECT else o for o in chosen}, geometry=geometry,
         )
 
     def run_plane(self, job: PlaneJob) -> dict[int, Any]:
@@ -330,6 +337,7 @@ class SeemController:
                                            np.asarray(labels.data))))
         masks = {ids[o]: results[o].mask for o in objects}
         apply_write(labels, job.labels_plane, masks, mode)
+        number = recording.record_prompt_round(labels, self, job.geometry, job, ids, mode)
         rows = {}
         for o in objects:
             result, label = results[o], ids[o]
@@ -339,7 +347,7 @@ class SeemController:
             name = class_name_of(result.class_name, job.vocabulary)
             rows[label] = {"class_name": name or (prompt.text or "").strip(),
                            "class_score": result.class_score if name else None, "score": result.score,
-                           "source": "prompt"}
+                           "source": "prompt", "round": number}
         update_features(labels, rows)
         return ids
 
@@ -372,7 +380,7 @@ class SeemController:
                                                       grid=PointGrid(min_score=job.threshold))
             else:
                 result = predictor.segment_everything(job.vocabulary, object_threshold=job.threshold)
-            yield PlaneEverything(plane, geometry.labels_plane(plane), result)
+            yield PlaneEverything(plane, geometry.labels_plane(plane), result, job)
 
     def write_everything(self, labels: Any, item: PlaneEverything, mode: str) -> list[int]:
         """Write one plane's instances with fresh ids; returns the ids that got pixels."""
@@ -381,8 +389,9 @@ class SeemController:
         masks = {label: result.labels == n + 1 for n, label in enumerate(ids)}
         change = apply_write(labels, item.labels_plane, masks, mode)
         written = set(np.unique(change.new).tolist()) if change is not None else set()
+        number = recording.record_everything_plane(labels, self, item.job, item, sorted(written), mode)
         rows = {label: {"class_name": class_name_of(result.class_names[n]), "class_score": result.scores[n],
-                        "score": result.scores[n], "source": "everything"}
+                        "score": result.scores[n], "source": "everything", "round": number}
                 for n, label in enumerate(ids) if label in written}
         update_features(labels, rows)
         return sorted(rows)
@@ -409,9 +418,13 @@ class SeemController:
         check_finite(job.stack[job.source], "the plane the propagation starts from")
         predictor = self.ensure_model()
         session = VideoSession(predictor, job.stack, channel_axis=job.stack.channel_axis, channels=job.channels,
-                               **self.lost_options)
+                               **self.session_options(job))
         session.add_objects(job.source, job.prompts)
         yield from session.propagate(job.direction, stop=job.stop)
+
+    def session_options(self, job: PropagationJob) -> dict[str, Any]:
+        """The :class:`~napari_seem.engine.VideoSession` settings of ``job`` (recorded in provenance)."""
+        return dict(self.lost_options)
 
     def write_frame(self, labels: Any, job: PropagationJob, frame: Any, mode: str) -> None:
         """Write one propagated frame: each carried object's mask; a lost object's old pixels go."""
@@ -419,9 +432,20 @@ class SeemController:
         masks = {o: r.mask for o, r in sorted(frame.results.items())}
         masks.update({o: empty for o in sorted(frame.lost) if o not in masks})
         apply_write(labels, job.labels_plane_for(frame.frame), masks, mode)
+        number = recording.record_propagation_frame(labels, self, job, frame.frame, mode, self.session_options(job))
+        update_features(labels, {o: {"source": "propagation", "round": number} for o in masks
+                                 if o not in _labels_with_source(labels)})
 
 
 # ---------------------------------------------------------------------------------------- writing
+def _labels_with_source(labels: Any) -> set[int]:
+    """Label ids whose features row already says how the object was made."""
+    features = labels.features
+    if not len(features) or "source" not in features.columns or "index" not in features.columns:
+        return set()
+    return {int(i) for i, s in zip(features["index"], features["source"]) if isinstance(s, str) and s}
+
+
 def apply_write(labels: Any, labels_plane: tuple[int, ...], masks: Mapping[int, np.ndarray], mode: str):
     """Plan and apply one plane's write through the layer's undo history; returns the change."""
     if mode not in WRITE_MODES:

@@ -1,10 +1,7 @@
-"""Provenance of the plugin's rounds: recorded as they are written, and replayed without napari.
+"""Replaying a labels layer's provenance without napari.
 
-Recording and replay sit side by side so that they stay each other's inverse. Each ``record_*``
-function turns one of :class:`~napari_seem.plugin.controller.SeemController`'s jobs, right after it
-was written into a labels layer, into a round of the layer's
-:class:`~napari_seem.provenance.ProvenanceLog` (kept in ``labels.metadata``). :func:`replay` turns the
-rounds back into the same jobs and runs them through the same controller code (``run_*`` then
+:mod:`napari_seem.plugin.recording` records each round the controller writes; :func:`replay` turns
+the rounds back into the same jobs and runs them through the same controller code (``run_*`` then
 ``write_*``) on a plain labels array, so on the same model and image it gives identical labels.
 
 No Qt here; torch only once a replay loads a model.
@@ -12,134 +9,16 @@ No Qt here; torch only once a replay loads a model.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 
-import napari_seem
-from napari_seem.provenance import (
-    METADATA_KEY,
-    REFERENCES_KEY,
-    ProvenanceError,
-    ProvenanceLog,
-    array_digest,
-    decode_mask,
-    encode_mask,
-    labels_fingerprint,
-    load,
-    prompt_from_json,
-    prompt_to_json,
-)
 from napari_seem.prompts import MaskPrompt, ObjectPrompt
+from napari_seem.provenance import ProvenanceError, ProvenanceLog, decode_mask, load, prompt_from_json
 
-
-
-# ------------------------------------------------------------------------------------------ recording
-def weights_digest(model: Any) -> str:
-    """A hash of a model's weights (state dict names, shapes and values), cached on the model."""
-    cached = getattr(model, "_napari_seem_weights_digest", None)
-    if cached is not None:
-        return cached
-    digest = hashlib.blake2b(digest_size=16)
-    for name, tensor in sorted(model.state_dict().items()):
-        array = tensor.detach().cpu().contiguous().numpy()
-        digest.update(f"{name}{tuple(array.shape)}{array.dtype.str}".encode())
-        digest.update(array.tobytes())
-    value = digest.hexdigest()
-    try:
-        model._napari_seem_weights_digest = value
-    except AttributeError:  # pragma: no cover - a model that refuses attributes
-        pass
-    return value
-
-
-def _log_of(labels: Any, controller: Any, geometry: Any, data: Any) -> ProvenanceLog:
-    """The labels layer's log, started with a header on the first round."""
-    metadata = labels.metadata
-    stored = metadata.get(METADATA_KEY)
-    if stored:
-        return ProvenanceLog.from_dict(stored)
-    name, checkpoint, device = controller.model_choice
-    loaded = controller.loaded
-    header = {
-        "napari_seem_version": napari_seem.__version__,
-        "model": {"name": name, "checkpoint": checkpoint, "weights": loaded.weights,
-                  "weights_digest": weights_digest(loaded.model), "target_size": loaded.target_size},
-        "image": {"shape": [int(s) for s in geometry.shape], "rgb": bool(geometry.rgb),
-                  "channel_axis": geometry.channel_axis, "dtype": np.dtype(data.dtype).str},
-        "labels": {"shape": [int(s) for s in labels.data.shape], "dtype": np.dtype(labels.data.dtype).str},
-        "engine": {"tiling_factor": _tiling_factor(), "propagation": dict(controller.lost_options)},
-    }
-    return ProvenanceLog(header)
-
-
-def _tiling_factor() -> int:
-    from .controller import TILING_FACTOR
-
-    return TILING_FACTOR
-
-
-def _store(labels: Any, log: ProvenanceLog) -> None:
-    labels.metadata[METADATA_KEY] = log.to_dict()
-
-
-def record_prompt_round(labels: Any, controller: Any, geometry: Any, job: Any, ids: Mapping[int, int],
-                        mode: str) -> int:
-    """Record a written :class:`PlaneJob` (``ids``: object in the job -> label written); returns the
-    round number."""
-    log = _log_of(labels, controller, geometry, job.data)
-    references = labels.metadata.setdefault(REFERENCES_KEY, {})
-    objects = [{"requested": job.requested_ids.get(o, o or None), "label": int(ids[o]),
-                "prompt": prompt_to_json(job.prompts[o], references)} for o in ids]
-    if not references:
-        labels.metadata.pop(REFERENCES_KEY, None)
-    record = {"plane": list(job.plane), "channels": _list(job.channels), "vocabulary": job.vocabulary,
-              "write_mode": mode, "objects": objects}
-    number = log.add_round("prompt", record, np.asarray(labels.data))
-    _store(labels, log)
-    return number
-
-
-def record_everything_plane(labels: Any, controller: Any, job: Any, item: Any, written: list[int],
-                            mode: str) -> int:
-    """Record one plane of a written :class:`EverythingJob` (``item``: its ``PlaneEverything``)."""
-    log = _log_of(labels, controller, job.geometry, job.data)
-    record = {"planes": [list(item.plane)], "channels": _list(job.channels), "vocabulary": job.vocabulary,
-              "threshold": job.threshold, "strategy": job.strategy, "write_mode": mode,
-              "labels": [int(i) for i in written]}
-    number = log.add_round("everything", record, np.asarray(labels.data))
-    _store(labels, log)
-    return number
-
-
-def record_propagation_frame(labels: Any, controller: Any, job: Any, frame: int, mode: str,
-                             options: Mapping[str, Any]) -> int:
-    """Record one written frame of a :class:`PropagationJob`: the first frame starts the round, later
-    ones extend its frame list. ``options``: the video session's settings."""
-    stack = job.stack
-    log = _log_of(labels, controller, stack.geometry, stack.data)
-    number = getattr(job, "provenance_round", None)
-    if number is not None and log.rounds and log.rounds[-1].get("round") == number:
-        last = log.rounds[-1]
-        last["frames"].append(int(frame))
-        last["labels_after"] = labels_fingerprint(np.asarray(labels.data))
-        _store(labels, log)
-        return number
-    record = {"plane": list(stack.plane), "axis": int(stack.axis), "direction": job.direction,
-              "stop": _list(job.stop) if isinstance(job.stop, tuple) else int(job.stop),
-              "channels": _list(job.channels), "write_mode": mode, "session": dict(options),
-              "source_masks": {str(o): encode_mask(p.masks[0].mask) for o, p in job.prompts.items()},
-              "frames": [int(frame)]}
-    number = log.add_round("propagation", record, np.asarray(labels.data))
-    job.provenance_round = number  # later frames of this job extend the same round
-    _store(labels, log)
-    return number
-
-
-def _list(value: Any) -> list | None:
-    return None if value is None else [int(v) for v in value]
+from .controller import AxisStack, EverythingJob, Geometry, PlaneJob, PropagationJob, SeemController
+from .recording import weights_digest
 
 
 # ------------------------------------------------------------------------------------------ replay
@@ -161,13 +40,15 @@ class ArrayLabels:
 @dataclass
 class ReplayResult:
     """What :func:`replay` made: the ``labels`` array, the per-object ``features`` table, the log it
-    replayed, and whether the model's weights were the recorded ones."""
+    replayed, whether the model's weights were the recorded ones, and the replayed labels' own
+    ``metadata`` (their provenance, recorded as they were written: what a writer saves with them)."""
 
     labels: np.ndarray
     features: Any
     log: ProvenanceLog
     same_model: bool
     weights_digest: str
+    metadata: dict
 
     def agreement(self, labels: np.ndarray) -> dict[int, float]:
         """IoU per object id between these labels and ``labels`` (e.g. the saved ones): an audit."""
@@ -183,17 +64,17 @@ class ReplayResult:
 
 
 def replay(provenance: Any, image: Any, model: Any = None, *, checkpoint: str | None = None,
-           references: Mapping[str, np.ndarray] | None = None, device: str = "cpu") -> ReplayResult:
+           references: Mapping[str, np.ndarray] | None = None, device: str = "cpu",
+           threads: int | None = None) -> ReplayResult:
     """Re-run recorded rounds on ``image`` and return the labels they make.
 
     ``provenance``: a ``*.provenance.json`` path, its JSON text, its dict or a :class:`ProvenanceLog`.
     ``image``: an array of the recorded image's shape (the same image for an audit, or another one).
     ``model``: a built SEEM model, or a model menu name (with ``checkpoint``); default: the recorded
     model, if it can be loaded here. ``references``: reference images of reference-region prompts
-    (by digest; the writer saves them in ``*.provenance.npz``).
+    (by digest; the writer saves them in ``*.provenance.npz``). ``threads``: CPU threads for the model
+    (default: the plugin's default).
     """
-    from .controller import Geometry, SeemController
-
     log = provenance if isinstance(provenance, ProvenanceLog) else load(provenance)
     header = log.header
     image = np.asarray(image) if not hasattr(image, "shape") else image
@@ -204,6 +85,8 @@ def replay(provenance: Any, image: Any, model: Any = None, *, checkpoint: str | 
     geometry = Geometry(tuple(int(s) for s in image.shape), bool(recorded.get("rgb", False)),
                         recorded.get("channel_axis"))
     controller = SeemController()
+    if threads is not None:
+        controller.threads = int(threads)
     _choose_model(controller, header.get("model", {}), model, checkpoint, device)
     controller.lost_options = dict(header.get("engine", {}).get("propagation", {}))
     controller.ensure_model()
@@ -222,7 +105,7 @@ def replay(provenance: Any, image: Any, model: Any = None, *, checkpoint: str | 
             raise ProvenanceError(f"round {entry.get('round')}: unknown kind {kind!r}")
     digest = weights_digest(controller.loaded.model)
     same = digest == header.get("model", {}).get("weights_digest")
-    return ReplayResult(labels.data, labels.features, log, same, digest)
+    return ReplayResult(labels.data, labels.features, log, same, digest, labels.metadata)
 
 
 def _choose_model(controller: Any, recorded: Mapping[str, Any], model: Any, checkpoint: str | None,
@@ -240,8 +123,6 @@ def _choose_model(controller: Any, recorded: Mapping[str, Any], model: Any, chec
 
 
 def _replay_prompt(controller, labels, geometry, image, entry, references) -> None:
-    from .controller import PlaneJob
-
     plane = tuple(int(v) for v in entry["plane"])
     labels_plane = geometry.labels_plane(plane)
     prompts, requested = {}, {}
@@ -250,6 +131,7 @@ def _replay_prompt(controller, labels, geometry, image, entry, references) -> No
         prompts[key] = prompt_from_json(obj["prompt"], references)
         requested[key] = obj["requested"]
     job = PlaneJob(data=image, index=geometry.image_index(plane), plane=plane, labels_plane=labels_plane,
+                   geometry=geometry,
                    channel_axis=geometry.plane_channel_axis, channels=_tuple(entry.get("channels")),
                    prompts=prompts, previous={k: _previous(controller, labels_plane, v) for k, v in requested.items()},
                    vocabulary=entry.get("vocabulary"), requested_ids=requested)
@@ -266,8 +148,6 @@ def _previous(controller, labels_plane, requested):
 
 
 def _replay_everything(controller, labels, geometry, image, entry) -> None:
-    from .controller import EverythingJob
-
     planes = [tuple(int(v) for v in p) for p in entry["planes"]]
     job = EverythingJob(image, geometry, planes, _tuple(entry.get("channels")), list(entry["vocabulary"]),
                         float(entry["threshold"]), entry.get("strategy", "points"))
@@ -276,8 +156,6 @@ def _replay_everything(controller, labels, geometry, image, entry) -> None:
 
 
 def _replay_propagation(controller, labels, geometry, image, entry) -> None:
-    from .controller import AxisStack, PropagationJob
-
     plane = tuple(int(v) for v in entry["plane"])
     axis = int(entry["axis"])
     labels_plane = geometry.labels_plane(plane)
@@ -309,7 +187,3 @@ def _replay_propagation(controller, labels, geometry, image, entry) -> None:
 
 def _tuple(value: Any) -> tuple[int, ...] | None:
     return None if value is None else tuple(int(v) for v in value)
-
-
-__all__ = ["ArrayLabels", "ReplayResult", "record_everything_plane", "record_prompt_round",
-           "record_propagation_frame", "replay", "weights_digest", "array_digest"]
