@@ -84,3 +84,26 @@ def test_bad_arguments_fail_in_under_2_s_without_torch(files, case):
     assert last.startswith("napari-seem") and message in last, done.stderr
     assert "TORCH_NOT_IMPORTED" in done.stdout, f"{case}: torch was imported before the error"
     assert seconds < LIMIT_S, f"{case}: {seconds:.2f} s to report the error"
+
+
+def test_eval_interactive_checks_its_data_before_loading_a_model(tmp_path, monkeypatch, capsys):
+    """``napari-seem eval`` imports torch with the evaluation package, but loads no model for
+    arguments that cannot work."""
+    from napari_seem.cli.main import main
+    from napari_seem.evaluation import cli as eval_cli
+
+    monkeypatch.setattr(eval_cli, "_predictor", lambda args: pytest.fail("the model was loaded first"))
+    (tmp_path / "ds" / "images").mkdir(parents=True)
+    (tmp_path / "ds" / "labels").mkdir()
+    tifffile.imwrite(tmp_path / "ds" / "images" / "a.tif", np.zeros((16, 16), np.uint8))
+    tifffile.imwrite(tmp_path / "ds" / "labels" / "a.tif", np.zeros((16, 16), np.uint16))
+    cases = {
+        "missing: no such folder": ["--data", str(tmp_path / "missing")],
+        "has no images/ folder": ["--data", str(tmp_path)],
+        "no images to evaluate": ["--data", str(tmp_path / "ds"), "--names", "b"],
+        "checkpoint not found": ["--data", str(tmp_path / "ds"), "--checkpoint", str(tmp_path / "none.pt")],
+        "--max-clicks and --threads must be >= 1": ["--data", str(tmp_path / "ds"), "--max-clicks", "0"],
+    }
+    for message, options in cases.items():
+        assert main(["eval", "interactive", *options]) == 2, message
+        assert message in capsys.readouterr().err
