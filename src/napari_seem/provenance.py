@@ -35,7 +35,7 @@ FORMAT = "napari-seem provenance"
 FORMAT_VERSION = 1
 METADATA_KEY = "napari_seem_provenance"
 REFERENCES_KEY = "napari_seem_references"  # layer metadata: {digest: reference image}, saved as .npz
-ROUND_KINDS = ("prompt", "everything", "propagation")
+ROUND_KINDS = ("prompt", "everything", "propagation", "reference")
 # Labels larger than this are not fingerprinted (hashing them after every round would be slow);
 # their log then cannot tell undone rounds from live ones.
 FINGERPRINT_MAX_BYTES = 512 * 2**20

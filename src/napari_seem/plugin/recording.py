@@ -22,6 +22,7 @@ from napari_seem.provenance import (
     labels_fingerprint,
     prompt_to_json,
 )
+from napari_seem.prompts import ObjectPrompt, ReferenceRegion
 
 def weights_digest(model: Any) -> str:
     """The model's fingerprint (sha256 of its weights and config; cached on the model): the same one
@@ -31,8 +32,9 @@ def weights_digest(model: Any) -> str:
     return model_fingerprint(model)
 
 
-def _log_of(labels: Any, controller: Any, geometry: Any, data: Any) -> ProvenanceLog:
-    """The labels layer's log, started with a header on the first round."""
+def _log_of(labels: Any, controller: Any, geometry: Any, data: Any, written: Any = ()) -> ProvenanceLog:
+    """The labels layer's log, started with a header on the first round (``written``: the ids that
+    round wrote; any other id already in the labels was there before, e.g. painted by hand)."""
     metadata = labels.metadata
     stored = metadata.get(METADATA_KEY)
     if stored:
@@ -47,6 +49,8 @@ def _log_of(labels: Any, controller: Any, geometry: Any, data: Any) -> Provenanc
                   "channel_axis": geometry.channel_axis, "dtype": np.dtype(data.dtype).str},
         "labels": {"shape": [int(s) for s in labels.data.shape], "dtype": np.dtype(labels.data.dtype).str},
         "engine": {"tiling_factor": controller.tiling_factor, "propagation": dict(controller.lost_options)},
+        "labels_before_first_round": sorted(int(i) for i in set(np.unique(np.asarray(labels.data)).tolist())
+                                            - {0} - {int(i) for i in written}),
     }
     return ProvenanceLog(header)
 
@@ -73,7 +77,7 @@ def record_prompt_round(labels: Any, controller: Any, geometry: Any, job: Any, i
     round number."""
     if geometry is None or getattr(labels, "metadata", None) is None:
         return None  # a job made outside plan_plane, or a layer without metadata: nothing to record
-    log = _log_of(labels, controller, geometry, job.data)
+    log = _log_of(labels, controller, geometry, job.data, ids.values())
     references = labels.metadata.setdefault(REFERENCES_KEY, {})
     objects = [{"requested": job.requested_ids.get(o, o or None), "label": int(ids[o]),
                 "prompt": prompt_to_json(job.prompts[o], references)} for o in ids]
@@ -91,7 +95,7 @@ def record_everything_plane(labels: Any, controller: Any, job: Any, item: Any, w
     """Record one plane of a written :class:`EverythingJob` (``item``: its ``PlaneEverything``)."""
     if job is None or getattr(labels, "metadata", None) is None:
         return None
-    log = _log_of(labels, controller, job.geometry, job.data)
+    log = _log_of(labels, controller, job.geometry, job.data, written)
     record = {"weights_digest": _model_digest(controller), "planes": [list(item.plane)], "channels": _list(job.channels), "vocabulary": job.vocabulary,
               "threshold": job.threshold, "strategy": job.strategy, "write_mode": mode,
               "labels": [int(i) for i in written]}
@@ -107,7 +111,7 @@ def record_propagation_frame(labels: Any, controller: Any, job: Any, frame: int,
     if getattr(labels, "metadata", None) is None:
         return None
     stack = job.stack
-    log = _log_of(labels, controller, stack.geometry, stack.data)
+    log = _log_of(labels, controller, stack.geometry, stack.data, job.prompts)
     number = getattr(job, "provenance_round", None)
     if number is not None and log.rounds and log.rounds[-1].get("round") == number:
         last = log.rounds[-1]
@@ -130,3 +134,19 @@ def _list(value: Any) -> list | None:
     return None if value is None else [int(v) for v in value]
 
 
+
+
+def record_reference_round(labels: Any, controller: Any, job: Any, ids: list[int], written: list[int],
+                           mode: str) -> int | None:
+    """Record a written "find more like this" job (``ids``: one per match, ``written``: those with pixels)."""
+    if getattr(labels, "metadata", None) is None:
+        return None
+    log = _log_of(labels, controller, job.geometry, job.data, written)
+    references = labels.metadata.setdefault(REFERENCES_KEY, {})
+    region = prompt_to_json(ObjectPrompt(reference=ReferenceRegion(job.reference_image, job.region)), references)
+    record = {"weights_digest": _model_digest(controller), "plane": list(job.plane), "channels": _list(job.channels),
+              "reference": region["reference"], "min_area": int(job.min_area), "source": job.source,
+              "write_mode": mode, "labels": [int(i) for i in ids], "written": [int(i) for i in written]}
+    number = log.add_round("reference", record, np.asarray(labels.data))
+    _store(labels, log)
+    return number

@@ -101,6 +101,8 @@ def replay(provenance: Any, image: Any, model: Any = None, *, checkpoint: str | 
             _replay_everything(controller, labels, geometry, image, entry)
         elif kind == "propagation":
             _replay_propagation(controller, labels, geometry, image, entry)
+        elif kind == "reference":
+            _replay_reference(controller, labels, geometry, image, entry, references)
         else:
             raise ProvenanceError(f"round {entry.get('round')}: unknown kind {kind!r}")
     digest = weights_digest(controller.loaded.model)
@@ -183,6 +185,15 @@ def _replay_propagation(controller, labels, geometry, image, entry) -> None:
                 break
     finally:
         controller.lost_options = saved
+
+
+def _replay_reference(controller, labels, geometry, image, entry, references) -> None:
+    from .reference import ReferenceJob, run_reference, write_reference
+
+    region = prompt_from_json({"reference": entry["reference"]}, references).reference
+    job = ReferenceJob(image, geometry, tuple(int(v) for v in entry["plane"]), _tuple(entry.get("channels")),
+                       np.asarray(region.image), region.mask, int(entry["min_area"]), entry.get("source", ""))
+    write_reference(controller, labels, job, run_reference(controller, job), entry["write_mode"])
 
 
 def _tuple(value: Any) -> tuple[int, ...] | None:

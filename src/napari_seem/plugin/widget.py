@@ -14,6 +14,7 @@ one undo step of the labels layer, also when cancelled (:mod:`.undo`).
 * :class:`~.image_panel.ImagePanel` - image layer, channels, what the stack axis is;
 * :class:`~.prompt_panel.PromptPanel` - prompt layers, output labels layer, object, text, vocabulary;
 * :class:`~.actions.Actions` - segment plane / everything, propagate, clear, undo;
+* :class:`~.reference_panel.ReferencePanel` - "find more like this" from a reference region;
 * :class:`~.workers.Jobs` - the worker thread, progress bar, Cancel and waiting.
 
 This module wires them to the viewer (layer lists, key bindings), enables what applies, and shows
@@ -36,6 +37,7 @@ from .controller import SeemController
 from .image_panel import ImagePanel
 from .model_panel import ModelPanel
 from .prompt_panel import LABELS_NAME, PromptPanel
+from .reference_panel import ReferencePanel
 from .qt_helpers import LayerCombo, disconnector, hbox, key_unbinder
 from .qt_helpers import form_group as _group  # noqa: F401 - the fine-tuning widget imports these from here
 from .qt_helpers import hbox as _row  # noqa: F401
@@ -49,7 +51,7 @@ logger = logging.getLogger(__name__)
 KEYS = {"segment": "Shift-S", "everything": "Shift-E", "forward": "Shift-F", "negative": "N"}
 
 
-class SeemWidget(ModelPanel, ImagePanel, PromptPanel, Actions, Jobs, QWidget):
+class SeemWidget(ModelPanel, ImagePanel, PromptPanel, Actions, ReferencePanel, Jobs, QWidget):
     """The SEEM dock widget for ``napari_viewer`` (see the module docstring)."""
 
     frame_written = Signal(int)  # a propagated frame (index on the propagation axis) was written
@@ -73,7 +75,8 @@ class SeemWidget(ModelPanel, ImagePanel, PromptPanel, Actions, Jobs, QWidget):
     def _build_ui(self) -> None:
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        for group in (self._model_group(), self._image_group(), self._prompt_group(), self._action_group()):
+        for group in (self._model_group(), self._image_group(), self._prompt_group(), self._action_group(),
+                      self._reference_group()):
             layout.addWidget(group)
         layout.addLayout(self._status_row())
         layout.addStretch(1)
@@ -107,6 +110,7 @@ class SeemWidget(ModelPanel, ImagePanel, PromptPanel, Actions, Jobs, QWidget):
     def _refresh_layers(self, event=None) -> None:
         self.image_combo.refresh(self.viewer.layers)
         self.labels_combo.refresh(self.viewer.layers)
+        self._refresh_reference_layers()
         if self.labels_combo.layer() is None:  # pick up a SEEM labels layer of the right shape
             for layer in self.viewer.layers:
                 if isinstance(layer, Labels) and layer.name.startswith(LABELS_NAME) and self._fits(layer):
@@ -140,7 +144,7 @@ class SeemWidget(ModelPanel, ImagePanel, PromptPanel, Actions, Jobs, QWidget):
         stack = geometry is not None and bool(geometry.leading)
         independent = self.role == "independent"
         for widget in (self.segment_button, self.everything_button, self.load_button, self.clear_button,
-                       self.undo_button, self.add_layers_button, self.threads_spin):
+                       self.undo_button, self.add_layers_button, self.threads_spin, self.reference_button):
             widget.setEnabled(idle)
         self.channels_edit.setEnabled(self.channel_axis_combo.currentData() is not None)
         self.role_combo.setEnabled(stack)
