@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Generator, Sequence
 
 import numpy as np
 import torch
@@ -242,6 +242,31 @@ class TiledPredictor:
         stitched (:mod:`.stitching`; ``min_area`` applies to the stitched objects). ``out``: an
         int array of the plane's shape (e.g. zarr) to write the labels into, core by core; a new
         int32 array when None. ``progress(done, total)`` is called after each tile."""
+        steps = self.segment_everything_steps(vocabulary, object_threshold, overlap_threshold, mask_threshold,
+                                              min_area, image, out, strategy, grid)
+        while True:
+            try:
+                done, total = next(steps)
+            except StopIteration as finished:
+                return finished.value
+            if progress is not None:
+                progress(done, total)
+
+    def segment_everything_steps(
+        self,
+        vocabulary: Sequence[str],
+        object_threshold: float = 0.4,
+        overlap_threshold: float = 0.8,
+        mask_threshold: float = 0.5,
+        min_area: int = 0,
+        image: Any = None,
+        out: Any = None,
+        strategy: str = "queries",
+        grid: PointGrid | None = None,
+    ) -> Generator[tuple[int, int], None, EverythingResult]:
+        """:meth:`segment_everything` as a generator: yields ``(tiles done, tiles in all)`` after each
+        tile and returns the result, so a caller can show progress and stop between tiles (nothing
+        is stitched or written before the last tile)."""
         if image is not None:
             self.set_image(image)
         self._require_image()
@@ -258,8 +283,7 @@ class TiledPredictor:
                                                     overlap_threshold=overlap_threshold, mask_threshold=mask_threshold,
                                                     strategy=strategy, grid=grid)
             kept.extend(owned_objects(tile, tile_objects(tile, found.labels, found.class_ids, found.scores)))
-            if progress is not None:
-                progress(done, len(self.grid))
+            yield done, len(self.grid)
         objects = finish(self.grid, kept, self.merge_threshold, min_area)
         labels = paint_labels(self.grid, objects, out)
         class_ids = [o.class_id for o in objects]

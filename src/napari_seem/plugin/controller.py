@@ -179,6 +179,15 @@ EVERYTHING_STRATEGIES = {"point grid": "points", "object queries": "queries"}
 
 
 @dataclass
+class Progress:
+    """How far a long step is (yielded by ``run_*`` between its parts; shown, not written)."""
+
+    text: str
+    done: int
+    total: int
+
+
+@dataclass
 class PlaneEverything:
     """What segment-everything found on one plane (yielded per plane)."""
 
@@ -373,13 +382,24 @@ class SeemController:
             predictor = self.predictor_for(data, geometry.plane_channel_axis)
             predictor.set_image(data if predictor is self.tiled else np.asarray(data), geometry.plane_channel_axis,
                                 job.channels)
-            if job.strategy == "points":  # the minimum score is then the masks' stability
-                from napari_seem.engine import PointGrid  # torch: only once a job runs
+            from napari_seem.engine import PointGrid  # torch: only once a job runs
 
-                result = predictor.segment_everything(job.vocabulary, strategy="points",
-                                                      grid=PointGrid(min_score=job.threshold))
+            if job.strategy == "points":  # the minimum score is then the masks' stability
+                options = {"strategy": "points", "grid": PointGrid(min_score=job.threshold)}
             else:
-                result = predictor.segment_everything(job.vocabulary, object_threshold=job.threshold)
+                options = {"object_threshold": job.threshold}
+            if predictor is self.tiled:  # a large plane: tile by tile, so Cancel stops within one tile
+                where = "" if len(job.planes) == 1 else f"plane {n + 1} of {len(job.planes)}: "
+                steps = predictor.segment_everything_steps(job.vocabulary, **options)
+                while True:
+                    try:
+                        done, total = next(steps)
+                    except StopIteration as finished:
+                        result = finished.value
+                        break
+                    yield Progress(f"segmenting everything: {where}tile {done} of {total}", done, total)
+            else:
+                result = predictor.segment_everything(job.vocabulary, **options)
             yield PlaneEverything(plane, geometry.labels_plane(plane), result, job)
 
     def write_everything(self, labels: Any, item: PlaneEverything, mode: str) -> list[int]:

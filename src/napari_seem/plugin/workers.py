@@ -25,7 +25,7 @@ from qtpy.QtCore import QEventLoop
 
 from napari_seem.io.checkpoints import CheckpointUnavailable, ChecksumMismatch
 
-from .controller import PluginError, SeemController
+from .controller import PluginError, Progress, SeemController
 from .undo import UndoGroup
 
 logger = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ class Jobs:
         self._cancelled = False
         self._progress: progress | None = None
         self._undo_group: UndoGroup | None = None  # the running job's writes: one undo step
+        self._bar_follows_steps = False
 
     @property
     def busy(self) -> bool:
@@ -145,6 +146,7 @@ class Jobs:
         self.worker = worker
         self._cancelled = False
         self.progress_bar.setRange(0, total)  # total 0: a busy indicator
+        self._bar_follows_steps = total <= 1
         self.progress_bar.setValue(0)
         self.progress_bar.setVisible(True)
         self.status_label.setText(f"{description}…")
@@ -156,6 +158,12 @@ class Jobs:
     def _on_yielded(self, item: Any, on_item: Callable[[Any], None]) -> None:
         if isinstance(item, Status):
             self._show_status(item)
+            return
+        if isinstance(item, Progress):  # a step inside one item (a tile of a large plane)
+            self.status_label.setText(item.text)
+            if self._bar_follows_steps:  # a one-item job: the bar follows its steps
+                self.progress_bar.setRange(0, item.total)
+                self.progress_bar.setValue(item.done)
             return
         try:
             on_item(item)
