@@ -1,6 +1,7 @@
 """The result score: a mask's stability under a change of threshold (what marks lost objects)."""
 
 import numpy as np
+import pytest
 import torch
 
 from napari_seem.engine.conversion import stability_score
@@ -104,3 +105,11 @@ def test_clicks_the_mask_already_obeys_change_nothing():
 
     left, _ = _two_touching_discs()
     assert obey_clicks(left, np.where(left, 5.0, -5.0), positive=[(30, 28)], negative=[]) is left
+
+
+def test_an_object_is_never_named_background():
+    from napari_seem.engine.conversion import best_class
+
+    assert best_class(np.array([0.2, 0.1, 0.7]), ["nucleus", "cell"]) == (None, None)
+    name, score = best_class(np.array([0.6, 0.1, 0.3]), ["nucleus", "cell"])
+    assert name == "nucleus" and score == pytest.approx(0.6)

@@ -28,8 +28,8 @@ class ObjectResult:
     ``[h, w]`` mask logits at the model's 1/4 feature resolution (the memory for the next round).
     ``score``: the mask's stability (0..1, :func:`stability_score`): near 1 for a crisp mask, low
     for a mask that grows or shrinks a lot with the threshold. ``class_name``/``class_score``: the
-    best vocabulary match (softmax probability) when a vocabulary is set, and ``class_probabilities``
-    all of them."""
+    best vocabulary match (softmax probability) when a vocabulary is set and a vocabulary class beats
+    background (else None), and ``class_probabilities`` all of them."""
 
     mask: np.ndarray
     logits: torch.Tensor
@@ -231,12 +231,14 @@ def vocabulary_probabilities(
 
 
 def best_class(probabilities: np.ndarray | None, vocabulary: Sequence[str] | None) -> tuple[str | None, float | None]:
-    """The most probable name (``"background"`` past the vocabulary) and its probability."""
+    """The most probable vocabulary name and its probability; ``(None, None)`` when the background
+    class (last) wins: an object is never *named* background (the probabilities keep its score)."""
     if probabilities is None or vocabulary is None:
         return None, None
     best = int(probabilities.argmax())
-    name = vocabulary[best] if best < len(vocabulary) else "background"
-    return name, float(probabilities[best])
+    if best >= len(vocabulary):
+        return None, None
+    return vocabulary[best], float(probabilities[best])
 
 
 def logits_to_model_masks(logits: torch.Tensor, features: ImageFeatures) -> torch.Tensor:
