@@ -68,6 +68,10 @@ CASES = {
     "demo on a missing image": (["demo", "--image", "missing.tif", "--out", "out"], "--image: file not found"),
     "demo on an unreadable image": (["demo", "--image", "broken.json", "--out", "out"],
                                     "could not be read as an image"),
+    "eval on a missing data folder": (["eval", "interactive", "--data", "missing"], "--data missing: no such folder"),
+    "eval on a folder without images": (["eval", "interactive", "--data", "empty"], "empty has no images/ folder"),
+    "eval with a missing checkpoint": (["eval", "interactive", "--data", "empty", "--checkpoint", "missing.pt"],
+                                       "checkpoint not found: missing.pt"),
 }
 
 
@@ -87,8 +91,8 @@ def test_bad_arguments_fail_in_under_2_s_without_torch(files, case):
 
 
 def test_eval_interactive_checks_its_data_before_loading_a_model(tmp_path, monkeypatch, capsys):
-    """``napari-seem eval`` imports torch with the evaluation package, but loads no model for
-    arguments that cannot work."""
+    """``napari-seem eval`` loads no model for arguments that cannot work (those that need the
+    folder's item names are checked after torch is imported, still before the model)."""
     from napari_seem.cli.main import main
     from napari_seem.evaluation import cli as eval_cli
 

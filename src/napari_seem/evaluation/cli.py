@@ -73,11 +73,11 @@ def _items(root: str, names: set[str] | None):
 
 
 def run_interactive(args: argparse.Namespace) -> dict:
-    from .baseline import RandomWalkerPredictor
-    from .interactive import evaluate_interactive, format_table
-
     wanted = set(args.names) if args.names else None
     _check_interactive(args, wanted)
+    from .baseline import RandomWalkerPredictor  # torch: only once the arguments are known to work
+    from .interactive import evaluate_interactive, format_table
+
     predictor, weights = _predictor(args)
     floor = RandomWalkerPredictor() if args.baseline == "random_walker" else None
     reports, floors = [], []
@@ -109,9 +109,8 @@ def run_interactive(args: argparse.Namespace) -> dict:
 
 
 def _check_interactive(args: argparse.Namespace, wanted: set[str] | None) -> None:
-    """Arguments that cannot work, refused before the model loads."""
-    from napari_seem.training.data import folder_names
-
+    """Arguments that cannot work, refused before the model loads; the plain checks before torch is
+    imported (``training.data`` imports it: a missing folder is reported in well under 2 s)."""
     if args.checkpoint and not Path(args.checkpoint).is_file():
         raise ValueError(f"checkpoint not found: {args.checkpoint}")
     if args.max_clicks < 1 or args.threads < 1:
@@ -119,6 +118,10 @@ def _check_interactive(args: argparse.Namespace, wanted: set[str] | None) -> Non
     for root in args.data:
         if not Path(root).is_dir():
             raise ValueError(f"--data {root}: no such folder")
+        if not (Path(root) / "manifest.csv").is_file() and not (Path(root) / "images").is_dir():
+            raise ValueError(f"{root} has no images/ folder")
+    from napari_seem.training.data import folder_names
+
     names = {name for root in args.data for name in folder_names(root)}
     if not (names & wanted if wanted else names):
         raise ValueError(f"no images to evaluate in {args.data} (names: {sorted(wanted) if wanted else 'all'})")
