@@ -70,6 +70,8 @@ CASES = {
                                     "could not be read as an image"),
     "eval on a missing data folder": (["eval", "interactive", "--data", "missing"], "--data missing: no such folder"),
     "eval on a folder without images": (["eval", "interactive", "--data", "empty"], "empty has no images/ folder"),
+    "eval propagation on a missing data folder": (["eval", "propagation", "--data", "missing"],
+                                                  "--data missing: no such folder"),
     "eval with a missing checkpoint": (["eval", "interactive", "--data", "empty", "--checkpoint", "missing.pt"],
                                        "checkpoint not found: missing.pt"),
 }

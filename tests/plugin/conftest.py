@@ -51,6 +51,7 @@ def seem(make_napari_viewer, seem_manifest, tiny_models, errors):
     _, widget = viewer.window.add_plugin_dock_widget("napari-seem", "SEEM segmentation")
     widget.set_model(TINY)
     # Random weights give faint, unstable masks that propagation would mark lost at once; these
-    # tests are about writing, cancelling and undoing propagated frames, so nothing is lost here.
-    widget.controller.lost_options = {"lost_iou": 0.0, "lost_score": 0.0}
+    # tests are about writing, cancelling and undoing propagated frames, so nothing is lost here (nor
+    # ended by the z rule: a z stack is carried as a time-lapse; tests of the rule set their own options).
+    widget.controller.lost_options = {"lost_iou": 0.0, "lost_score": 0.0, "stack_kind": "time"}
     return viewer, widget

@@ -54,3 +54,35 @@ def test_best_other_iou_finds_the_neighbour_a_mask_covers():
     mask = labels == 2
     assert best_other_iou(mask, labels, object_id=1) == 1.0
     assert best_other_iou(mask, labels, object_id=2) == 0.0
+
+
+def _disc_stack(count: int, present: range, shift: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """``(frames, masks)``: a bright disc over noise, moving ``shift`` px per frame, on ``present`` frames."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64]
+    frames = (rng.random((count, 64, 64)) * 30).astype(np.float32)
+    masks = np.zeros((count, 64, 64), bool)
+    for t in present:
+        masks[t] = (yy - 32) ** 2 + (xx - 20 - shift * t) ** 2 < 100
+        frames[t][masks[t]] += 200
+    return frames, masks
+
+
+def test_the_random_walker_floor_follows_a_moving_disc_and_ends_one_that_fades():
+    from napari_seem.evaluation.baseline import RandomWalkerSession
+    from napari_seem.prompts import MaskPrompt, ObjectPrompt
+
+    frames, masks = _disc_stack(6, range(6))
+    session = RandomWalkerSession(frames, min_contrast=None)
+    session.add_objects(0, {1: ObjectPrompt(masks=[MaskPrompt(masks[0])])})
+    steps = list(session.propagate("forward"))
+    assert [s.frame for s in steps] == [1, 2, 3, 4, 5] and not any(s.lost for s in steps)
+    for t in range(1, 6):
+        result = session.results[t][1].mask
+        assert (result & masks[t]).sum() / (result | masks[t]).sum() > 0.8, t
+
+    frames, masks = _disc_stack(6, range(0, 4), shift=0)  # the disc ends after slice 3
+    session = RandomWalkerSession(frames, min_contrast=0.15)
+    session.add_objects(0, {1: ObjectPrompt(masks=[MaskPrompt(masks[0])])})
+    steps = {s.frame: s for s in session.propagate("forward")}
+    assert steps[4].lost == {1} and sorted(session.results) == [0, 1, 2, 3]

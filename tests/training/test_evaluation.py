@@ -114,8 +114,32 @@ def test_propagation_scores_every_frame_against_the_tracks():
     report = evaluate_propagation(SeemPredictor(build_seem(tiny_config())), frames, reference)
     assert report.objects == len(np.unique(labels)) - 1 and report.frames == 3
     assert [s.frame for s in report.per_frame] == [1, 2]
-    assert report.per_frame[1].tracks == report.objects - 1
-    assert 0 <= report.jf <= 1 and report.first_frame.tracks == report.objects
+    assert report.per_frame[1].tracks == report.objects - 1  # the prompted frame 0 is not scored
+    assert 0 <= report.jf <= 1 and 0 <= report.j_volume <= 1
+    ends = {s.object_id: s.extent for s in report.per_object}
+    assert ends[1] == (0, 1) and all(s.anchor == 0 for s in report.per_object)
+
+
+def test_j_volume_and_extent_error_catch_a_never_ending_object():
+    """J and F only look at the frames where the object is; J_volume and the extent error also see
+    the frames where it is not: an object carried onto every slice scores the same J&F, but a lower
+    J_volume and its ends one slice off each."""
+    from napari_seem.engine.predictor import ObjectResult
+    from napari_seem.evaluation.propagation import score_session
+
+    cube = square(32, 8, 20)
+    reference = np.zeros((5, 32, 32), np.uint16)
+    reference[1:4][:, cube] = 1  # the object spans frames 1..3, prompted on 2
+    result = ObjectResult(cube, torch.zeros(1, 1), 1.0)
+    exact = {t: {1: result} for t in (1, 2, 3)}
+    endless = {t: {1: result} for t in range(5)}
+    a = score_session(exact, {}, reference, {1: 2}, 0.0)
+    b = score_session(endless, {}, reference, {1: 2}, 0.0)
+    assert a.jf == b.jf == 1.0
+    assert a.j_volume == 1.0 and a.extent_error == 0.0
+    assert b.j_volume == pytest.approx(3 / 5) and b.extent_error == 1.0
+    lost = score_session({2: {1: result}}, {3: {1}}, reference, {1: 2}, 0.0)
+    assert lost.lost_tracks == 1 and lost.per_object[0].predicted == (2, 2)
 
 
 def test_eval_cli_runs_on_two_images_with_the_tiny_model(tmp_path, synthetic_folder, capsys):
@@ -161,3 +185,31 @@ def test_matched_ious_takes_each_objects_best_instance():
     predicted[0:4, 0:4] = 7
     predicted[6:10, 6:8] = 9
     assert matched_ious(predicted, truth) == [1.0, 0.5, 0.0]
+
+
+def test_eval_propagation_cli_on_a_z_stack_folder_reports_the_tube_and_the_floor(tmp_path, capsys):
+    """A folder of z-stacks: each object prompted on its middle slice, both ways, with the z rule;
+    the report has J_volume, the extent error and the random-walker floor on the same objects."""
+    import tifffile
+
+    cube = np.zeros((7, 32, 32), np.uint16)
+    cube[1:6, 8:20, 8:20] = 1  # one object on slices 1..5: its middle slice is 3
+    noise = np.random.default_rng(0).integers(0, 200, cube.shape)
+    frames = (np.where(cube > 0, 3000, 100) + noise).astype(np.uint16)
+    for folder in ("images", "labels"):
+        (tmp_path / "zs" / folder).mkdir(parents=True)
+    tifffile.imwrite(tmp_path / "zs" / "images" / "a.tif", frames)
+    tifffile.imwrite(tmp_path / "zs" / "labels" / "a.tif", cube)
+    torch.manual_seed(0)
+    checkpoint = save_trained(tmp_path / "tiny.pt", build_seem(tiny_config()), seed=0, command="test")
+    out = tmp_path / "prop.json"
+    code = main(["eval", "propagation", "--data", str(tmp_path / "zs"), "--checkpoint", str(checkpoint),
+                 "--threads", "1", "--out", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["stack_kind"] == "z" and report["anchors"] == "middle" and report["objects"] == 1
+    assert report["per_object"][0]["anchor"] == 3 and report["per_object"][0]["extent"] == [1, 5]
+    assert 0 <= report["j_volume"] <= 1 and report["extent_error"] >= 0
+    floor = report["baseline"]
+    assert floor["name"].startswith("random walker") and floor["extent_error"] <= 1 and floor["j_volume"] > 0.5
+    assert "J_vol" in capsys.readouterr().out

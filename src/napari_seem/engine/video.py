@@ -67,6 +67,7 @@ from napari_seem.model.postprocess import select_by_embedding
 from napari_seem.prompts import ObjectPrompt, PromptError, ReferenceRegion, validate
 
 from .conversion import (
+    CLIPPED_LOGIT,
     logit_cell_size,
     logits_to_model_masks,
     logits_to_results,
@@ -76,8 +77,11 @@ from .conversion import (
 )
 from .feature_cache import FeatureCache, encode_prepared
 from .heap import release_free_memory
-from .image import PreparedImage, prepare_image
+from .image import PreparedImage, percentile_limits, prepare_image, select_channels
 from .predictor import ObjectResult, SeemPredictor, objects_per_pass
+from .appearance import Appearance, appearance, cell_share, unit_features
+from .carry import PropagationConfig, evidence, exclusive, given_mask_result, only_masks
+from .presence import RULES, STACK_KINDS, PresenceRule, PresenceSignals, contrast, mean_feature, signals
 
 DIRECTIONS = ("forward", "backward", "both")
 
@@ -96,6 +100,14 @@ class FrameResult:
 class _EncodedFrame:
     prepared: PreparedImage
     features: ImageFeatures
+    _unit: torch.Tensor | None = None
+
+    @property
+    def unit(self) -> torch.Tensor:
+        """The mask features as unit vectors per cell (computed once per frame)."""
+        if self._unit is None:
+            self._unit = unit_features(self.features)
+        return self._unit
 
 
 @dataclass
@@ -132,6 +144,11 @@ class VideoSession:
         lost_score: float = 0.3,
         anchor_weight: float = 0.0,
         cache: FeatureCache | None = None,
+        given_masks: bool = True,
+        stack_kind: str = "time",
+        config: "PropagationConfig | None" = None,
+        stretch: str = "plane",
+        rule: PresenceRule | None = None,
     ) -> None:
         if max_cached_frames < 2:
             raise ValueError(f"max_cached_frames must be at least 2 (a step needs two frames), got {max_cached_frames}")
@@ -149,7 +166,20 @@ class VideoSession:
         self.results: dict[int, dict[int, ObjectResult]] = {}
         self.lost: dict[int, set[int]] = {}
         self.prompted_frames: dict[int, list[int]] = {}
-        self._anchor_embeddings: dict[int, dict[int, torch.Tensor | None]] = {}
+        self._anchor_embeddings: dict[int, dict[int, tuple[torch.Tensor | None, torch.Tensor | None]]] = {}
+        self.signals: dict[int, dict[int, PresenceSignals]] = {}  # frame -> object -> its last decode's signals
+        self.given_masks = given_masks
+        self.config = config if config is not None else PropagationConfig()
+        self._appearances: dict[int, dict[int, Appearance | None]] = {}
+        if stretch not in ("plane", "stack"):
+            raise ValueError(f"stretch must be 'plane' or 'stack', got {stretch!r}")
+        self.stretch = stretch
+        if stack_kind not in STACK_KINDS:
+            raise ValueError(f"stack_kind must be one of {STACK_KINDS}, got {stack_kind!r}")
+        self.stack_kind = stack_kind
+        self.rule = rule if rule is not None else RULES[stack_kind]
+        self._limits = None  # the stack's stretch limits (stretch="stack"), computed on first use
+        self._contrasts: dict[int, dict[int, float]] = {}  # object -> anchor frame -> its contrast there
         self._cache: OrderedDict[int, _EncodedFrame] = OrderedDict()
         self.frame_reads = 0  # frames read from ``frames`` (each followed by one encode or disk-cache load)
 
@@ -190,7 +220,8 @@ class VideoSession:
             return entry
         plane = np.asarray(self.frames[frame])  # dask/zarr/memmap: reads this frame only
         self.frame_reads += 1
-        prepared = prepare_image(plane, self._plane_channel_axis, self.channels, self.predictor.target_size)
+        prepared = prepare_image(plane, self._plane_channel_axis, self.channels, self.predictor.target_size,
+                                 limits=self._stack_limits())
         if prepared.original_shape != self.plane_shape:
             raise ValueError(f"frame {frame} has plane shape {prepared.original_shape}, expected {self.plane_shape}")
         # Make room first and hand what earlier frames freed back to the system, so that the encode
@@ -204,6 +235,19 @@ class VideoSession:
             features = _prompt_half(encode_prepared(self.model, prepared))
         entry = self._cache[frame] = _EncodedFrame(prepared, features)
         return entry
+
+    def _stack_limits(self):
+        """``None`` (each plane its own percentile stretch), or with ``stretch="stack"`` one stretch
+        for the whole stack: the percentiles of up to 16 evenly spaced frames (a nucleus that fades
+        towards its end in z then looks faint to the model, as it is)."""
+        if self.stretch != "stack":
+            return None
+        if self._limits is None:
+            picks = np.unique(np.linspace(0, self.num_frames - 1, min(self.num_frames, 16)).round().astype(int))
+            sample = np.stack([select_channels(np.asarray(self.frames[t]), self._plane_channel_axis, self.channels)
+                               for t in picks])
+            self._limits = percentile_limits(sample.reshape(-1, *sample.shape[2:]))  # (n*H, W[, C])
+        return self._limits
 
     # ------------------------------------------------------------------ prompts
     def add_prompts(
@@ -237,12 +281,20 @@ class VideoSession:
         with torch.no_grad():
             results = {o: self._predict_frame_reference(frame, prompts[o].reference, memory[o])
                        for o in ids if _names_a_frame(prompts[o])}
+            if self.given_masks:
+                results.update({o: given_mask_result(only_masks(prompts[o]), entry.features, entry.prepared)
+                                for o in ids if only_masks(prompts[o]) is not None})
             rest = [o for o in ids if o not in results]
             if rest:
                 with self._predictor_on(entry):
                     answers = self.predictor.predict([prompts[o] for o in rest], previous=[memory[o] for o in rest])
                 results.update(zip(rest, answers))
-            anchors = {o: self._embedding(entry, results[o]) for o in ids}
+            anchors = {o: (self._embedding(entry, results[o]), mean_feature(entry.features.mask_features,
+                                                                             results[o].logits)) for o in ids}
+            for o in ids:
+                share = cell_share(results[o].mask, entry.features, entry.prepared)
+                self._appearances.setdefault(o, {})[frame] = appearance(entry.unit, share, self.config.ring)
+                self._contrasts.setdefault(o, {})[frame] = self._contrast(entry, results[o].mask)
         for o in ids:
             self._store_prompted(frame, o, results[o], anchors[o])
         return {o: results[o] for o in ids}
@@ -403,25 +455,36 @@ class VideoSession:
 
     def _run_pass(self, p: _Pass) -> Iterator[FrameResult]:
         """One direction. An object enters after its source frame, resumes at frames the user
-        prompted (re-anchored there), and after being lost only has its stale results removed."""
+        prompted (re-anchored there), and after being lost only has its stale results removed.
+        An object that *misses* (:meth:`_misses`) gets no mask on that frame; it is carried on from
+        its last mask, and lost once it misses more than ``rule.gap`` frames in a row (lost on the
+        frame of that last miss; the missed frames before it stay without a mask)."""
         first = min(p.sources.values()) if p.step > 0 else max(p.sources.values())
         anchors: dict[int, int | None] = {}  # carried object -> its anchor frame
+        last: dict[int, int] = {}  # carried object -> the frame of its last mask
+        misses: dict[int, int] = {}  # carried object -> frames missed in a row since then
         stopped: set[int] = set()  # lost earlier in this pass
         for t in range(first + p.step, p.stop + p.step, p.step):
             previous = t - p.step
             for o, source in p.sources.items():
                 if source == previous:
-                    anchors[o] = self._anchor_frame(o, source)
+                    anchors[o], last[o], misses[o] = self._anchor_frame(o, source), source, 0
             started = sorted(o for o, source in p.sources.items() if (t - source) * p.step > 0)
             kept = [o for o in started if t in self.prompted_frames.get(o, [])]
             for o in kept:
-                anchors[o] = t
+                anchors[o], last[o], misses[o] = t, t, 0
                 stopped.discard(o)
             carried = [o for o in started if o in anchors and o not in kept]
-            new, lost = self._advance(previous, t, carried, anchors) if carried else ({}, set())
-            for o in lost:
-                del anchors[o]
-            stale = [o for o in started if o in stopped]
+            new, missed = self._advance({o: last[o] for o in carried}, t, anchors) if carried else ({}, set())
+            lost = set()
+            for o in new:
+                last[o], misses[o] = t, 0
+            for o in missed:
+                misses[o] += 1
+                if misses[o] > self.rule.gap:
+                    lost.add(o)
+                    del anchors[o]
+            stale = [o for o in started if o in stopped or (o in missed and o not in lost)]
             stopped |= lost
             self._commit(t, new, lost, stale)
             shown = {o: self.results[t][o] for o in sorted(kept + list(new))}
@@ -444,33 +507,73 @@ class VideoSession:
             self._set(frame, o, result, lost=False)
 
     def _advance(
-        self, previous: int, frame: int, objects: list[int], anchors: dict[int, int | None]
+        self, sources: dict[int, int], frame: int, anchors: dict[int, int | None]
     ) -> tuple[dict[int, ObjectResult], set[int]]:
-        """One step ``previous -> frame`` for ``objects``: their new results and the ids lost."""
-        before = {o: self.results[previous][o] for o in objects}
-        lost = {o for o in objects if not before[o].mask.any()}  # nothing to carry
-        carried = [o for o in objects if o not in lost]
+        """One step to ``frame`` for the objects of ``sources`` (object -> the frame of its last
+        mask, the one before ``frame`` unless it missed since): their new results and the ids that
+        miss (:meth:`_misses`) there."""
+        before = {o: self.results[src][o] for o, src in sources.items()}
+        missed = {o for o in sources if not before[o].mask.any()}  # nothing to carry
+        carried = [o for o in sources if o not in missed]
         new: dict[int, ObjectResult] = {}
         if not carried:
-            return new, lost
-        source, target = self._frame(previous), self._frame(frame)
+            return new, missed
+        target = self._frame(frame)
+        logits_of: dict[int, torch.Tensor] = {}
+        looks: dict[int, torch.Tensor | None] = {}
+        class_embs: dict[int, torch.Tensor] = {}
         with torch.no_grad():
-            for chunk in _chunks(carried, self.objects_per_pass):
+            groups = [[o for o in carried if sources[o] == src] for src in sorted({sources[o] for o in carried})]
+            for chunk in (c for group in groups for c in _chunks(group, self.objects_per_pass)):
+                source = self._frame(sources[chunk[0]])
                 logits = torch.stack([before[o].logits for o in chunk])  # [N, h, w]
                 masks = logits_to_model_masks(logits, source.features)  # [N, H_img, W_img]
                 anchor = [self._anchor_embedding(o, anchors[o]) for o in chunk]
-                for o, result in zip(chunk, self._decode_from(source, target, masks, logits[None], anchor)):
-                    result = self._restrict(result, before[o], target)
-                    if self._is_lost(result, before[o]):
-                        lost.add(o)
-                    else:
-                        new[o] = result
-        return new, lost
+                raw, class_emb = self._decode_raw(source, target, masks, logits[None], anchor)
+                for n, o in enumerate(chunk):
+                    app = self._appearances.get(o, {}).get(anchors[o]) if anchors[o] is not None else None
+                    logits_of[o], looks[o] = evidence(self.config, raw[n], before[o].mask, app, target.unit,
+                                                      target.features, target.prepared)
+                    class_embs[o] = class_emb[n : n + 1]
+            if self.config.exclusive and len(logits_of) > 1:
+                logits_of = exclusive(logits_of)
+            for o in carried:
+                result = logits_to_results(logits_of[o][None], class_embs[o], target.features, target.prepared,
+                                           self.model, self.predictor.vocabulary)[0]
+                result = self._restrict(result, before[o], target)
+                self.signals.setdefault(frame, {})[o] = signals(
+                    result.logits, result.mask, before[o].mask, target.features.mask_features,
+                    self._anchor_feature(o, anchors[o]), looks[o], self._anchor_area(o, anchors[o]),
+                    self._contrast_ratio(o, anchors[o], target, result.mask))
+                if self._misses(result, before[o], self.signals[frame][o]):
+                    missed.add(o)
+                else:
+                    new[o] = result
+        return new, missed
 
     def _anchor_embedding(self, object_id: int, frame: int | None) -> torch.Tensor | None:
         if frame is None or self.anchor_weight == 0:
             return None
-        return self._anchor_embeddings.get(object_id, {}).get(frame)
+        return self._anchor_embeddings.get(object_id, {}).get(frame, (None, None))[0]
+
+    def _contrast(self, entry: _EncodedFrame, mask: np.ndarray) -> float:
+        """:func:`~napari_seem.engine.presence.contrast` of a plane mask on an encoded frame (model resolution)."""
+        return contrast(entry.prepared.rgb.mean(axis=0), resize_mask_nearest(mask, entry.prepared.model_shape))
+
+    def _contrast_ratio(self, object_id: int, anchor: int | None, entry: _EncodedFrame, mask: np.ndarray) -> float:
+        first = self._contrasts.get(object_id, {}).get(anchor) if anchor is not None else None
+        if not first:
+            return 1.0
+        return self._contrast(entry, mask) / first
+
+    def _anchor_area(self, object_id: int, frame: int | None) -> int | None:
+        result = self.results.get(frame, {}).get(object_id) if frame is not None else None
+        return None if result is None else int(np.count_nonzero(result.mask))
+
+    def _anchor_feature(self, object_id: int, frame: int | None) -> torch.Tensor | None:
+        if frame is None:
+            return None
+        return self._anchor_embeddings.get(object_id, {}).get(frame, (None, None))[1]
 
     def _restrict(self, result: ObjectResult, before: ObjectResult, frame: _EncodedFrame) -> ObjectResult:
         """``result`` cut to its parts that overlap the object's previous mask, when the predictor keeps
@@ -482,15 +585,38 @@ class VideoSession:
                                           logit_cell_size(frame.features, result.logits.shape))
         return replace(result, mask=mask, logits=logits)
 
-    def _is_lost(self, new: ObjectResult, before: ObjectResult) -> bool:
+    def _misses(self, new: ObjectResult, before: ObjectResult, evidence: PresenceSignals) -> bool:
+        """Whether the object is absent from its new result's frame: an empty mask, an overlap with its
+        previous mask below ``lost_iou``, a score below ``lost_score``, or the presence rule."""
         if not new.mask.any():
             return True
-        return mask_iou(new.mask, before.mask) < self.lost_iou or new.score < self.lost_score
+        if mask_iou(new.mask, before.mask) < self.lost_iou or new.score < self.lost_score:
+            return True
+        return self.rule.misses(evidence)
 
     @property
     def objects_per_pass(self) -> int:
         """Objects decoded together: v1 splits its memory tokens among them, so never more than those."""
         return objects_per_pass(self.model)
+
+    def _decode_raw(
+        self,
+        source: _EncodedFrame,
+        target: _EncodedFrame,
+        masks: torch.Tensor,
+        prev_logits: torch.Tensor | None,
+        anchors: list[torch.Tensor | None],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_decode_from` before the conversion to results: logits ``[N, h, w]`` and class
+        embeddings ``[N, C]`` of each object's chosen query."""
+        generator = torch.Generator().manual_seed(self.predictor.seed)
+        prompt = self.model.encode_visual_prompt(source.features, masks, generator=generator)
+        out = self.model.decode(target.features, spatial=prompt, prev_mask=prev_logits, generator=generator,
+                                include_object_queries=False)
+        pred = out.final["queries_spatial"]
+        embedding = self._blend(prompt.pos_embedding, anchors)
+        logits, index, _ = select_by_embedding(pred, embedding, per_object=True)
+        return logits[0], pred.class_emb[0, index[0]]
 
     def _decode_from(
         self,

@@ -30,12 +30,25 @@ def add_eval_parser(sub, func) -> None:
     interactive.add_argument("--per-object", action="store_true", help="also write every object's clicks and IoUs")
     interactive.add_argument("--baseline", choices=("random_walker", "none"), default="random_walker",
                              help="also run the classical floor on the same objects (default: random_walker)")
-    propagation = protocols.add_parser("propagation", help="J, F, J&F against tracked labels of a time-lapse")
+    propagation = protocols.add_parser(
+        "propagation", help="J, F, J&F, J_volume of objects propagated through a time-lapse or z-stacks")
     propagation.add_argument("--data", required=True, metavar="PATH",
-                             help="a folder with images.tif (T, H, W) and labels_tracked_pseudogt.tif")
-    propagation.add_argument("--images", default="images.tif", help="frames file in --data")
-    propagation.add_argument("--labels", default="labels_tracked_pseudogt.tif", help="tracked labels file in --data")
-    propagation.add_argument("--frames", type=int, help="only the first N frames")
+                             help="a time-lapse folder (images.tif (T, H, W) and tracked labels: the tracks of frame "
+                             "0 are prompted there, propagated forward) or a z-stack folder (images/*.tif and "
+                             "labels/*.tif: every object is prompted on the middle slice of its extent, propagated "
+                             "both ways)")
+    propagation.add_argument("--images", default="images.tif", help="frames file in a time-lapse --data")
+    propagation.add_argument("--labels", default="labels_tracked_pseudogt.tif",
+                             help="tracked labels file in a time-lapse --data")
+    propagation.add_argument("--frames", type=int, help="only the first N frames (slices)")
+    propagation.add_argument("--prompt", choices=("mask", "click"), default="mask",
+                             help="each object's prompt: its reference mask, or one click at its centre (default: mask)")
+    propagation.add_argument("--stack-kind", choices=("auto", "time", "z"), default="auto",
+                             help="the session's rule for objects that leave (default: z for a z-stack folder)")
+    propagation.add_argument("--baseline", choices=("random_walker", "none"), default="random_walker",
+                             help="also run the classical floor on the same objects (default: random_walker)")
+    propagation.add_argument("--feature-cache", metavar="DIR",
+                             help="an on-disk feature cache: frames are encoded once across runs")
     for parser in (interactive, propagation):
         parser.add_argument("--checkpoint", help="a trained or official checkpoint (default: random weights)")
         parser.add_argument("--variant", default="default_tiny", help="preset of an official checkpoint or of "
@@ -128,30 +141,60 @@ def _check_interactive(args: argparse.Namespace, wanted: set[str] | None) -> Non
 
 
 def run_propagation(args: argparse.Namespace) -> dict:
-    import tifffile
+    if args.checkpoint and not Path(args.checkpoint).is_file():
+        raise ValueError(f"checkpoint not found: {args.checkpoint}")
+    if not Path(args.data).is_dir():
+        raise ValueError(f"--data {args.data}: no such folder")
+    if args.threads < 1 or (args.frames is not None and args.frames < 2):
+        raise ValueError(f"--threads must be >= 1 and --frames >= 2, got {args.threads} and {args.frames}")
+    from .baseline import RandomWalkerSession  # torch: only once the arguments are known to work
+    from .propagation import combine, evaluate_propagation, format_reports, load_stacks
 
-    from .propagation import evaluate_propagation
-
-    root = Path(args.data)
-    frames = tifffile.imread(root / args.images)
-    reference = tifffile.imread(root / args.labels)
-    if frames.shape[:3] != reference.shape[:3]:
-        raise ValueError(f"frames {frames.shape} and labels {reference.shape} differ in (T, H, W)")
+    stacks, anchors = load_stacks(args.data, args.images, args.labels)
+    kind = {"auto": "z" if anchors == "middle" else "time"}.get(args.stack_kind, args.stack_kind)
     predictor, weights = _predictor(args)
+    cache = None
+    if args.feature_cache:
+        from napari_seem.engine import FeatureCache
 
-    def show(score) -> None:
-        print(f"frame {score.frame:3d}: J {score.j:.3f}  F {score.f:.3f}  J&F {score.jf:.3f}  "
-              f"tracks {score.tracks:3d}  lost {score.lost:3d}  {score.seconds:.2f} s", flush=True)
+        cache = FeatureCache(args.feature_cache)
+    set_name = Path(args.data).name
 
-    report = evaluate_propagation(predictor, frames, reference, args.frames, progress=show)
-    print(f"mean over frames 1..{report.frames - 1}: J {report.j:.3f}  F {report.f:.3f}  J&F {report.jf:.3f}  "
-          f"lost tracks {report.lost_tracks}/{report.objects}  {report.seconds_per_frame:.2f} s/frame "
-          "(agreement with the reference labels)", flush=True)
-    summary = report.summary()
-    result = {"protocol": "propagation", "weights": weights, "data": str(root), "labels": args.labels,
-              **{k: v for k, v in summary.items() if k != "per_frame"}}
+    def show(step) -> None:
+        print(f"  frame {step.frame:3d}: {len(step.results):3d} objects, {len(step.lost):2d} lost", flush=True)
+
+    def run_all(factory, label):
+        reports = []
+        for name, frames, reference in stacks:
+            print(f"{label}: {name} ({len(frames)} frames)", flush=True)
+            reports.append(evaluate_propagation(predictor, frames, reference, args.frames, show, prompt=args.prompt,
+                                                anchors=anchors, name=name, session_factory=factory))
+        return reports
+
+    def model_session(frames):
+        from napari_seem.engine import VideoSession
+
+        return VideoSession(predictor, frames, stack_kind=kind, cache=cache)
+
+    reports = run_all(model_session, "model")
+    rows = [(f"model {r.name}", r) for r in reports] if len(reports) > 1 else []
+    total = combine(reports, set_name)
+    rows.append((f"model, {set_name}", total))
+    floor_total = None
+    if args.baseline == "random_walker":
+        contrast = 0.15 if kind == "z" else None  # fluorescence nuclei in z; phase-contrast cells have none
+        floors = run_all(lambda frames: RandomWalkerSession(frames, min_contrast=contrast), "floor")
+        floor_total = combine(floors, set_name)
+        rows.append((f"random walker, {set_name}", floor_total))
+    print(f"model: {weights}; prompt: {args.prompt} on {'frame 0' if anchors == 'first' else 'the middle slices'}, "
+          f"stack kind {kind}; agreement with the reference labels\n{format_reports(rows)}", flush=True)
+    result = {"protocol": "propagation", "weights": weights, "data": str(args.data), "prompt": args.prompt,
+              "stack_kind": kind, **total.summary(), "stacks": [r.summary() for r in reports]}
+    if floor_total is not None:
+        result["baseline"] = {**floor_total.summary(), "name": RandomWalkerSession.name}
     if args.out:
-        _write_json(args.out, {**result, "per_frame": summary["per_frame"]})
+        _write_json(args.out, {**result, "per_frame": total.full()["per_frame"],
+                               "per_object": total.full()["per_object"]})
     return result
 
 

@@ -143,7 +143,8 @@ class Actions:
         direction = direction or self.direction_combo.currentText()
         if frame_range is None and self.range_check.isChecked():
             frame_range = (self.first_spin.value(), self.last_spin.value())
-        job = self.controller.plan_propagation(image, geometry, plane, axis, labels, direction, frame_range, channels)
+        job = self.controller.plan_propagation(image, geometry, plane, axis, labels, direction, frame_range, channels,
+                                               kind=self.role)
         written: list[int] = []
 
         def write(frame) -> None:

@@ -210,6 +210,7 @@ class PropagationJob:
     labels_axis: int
     labels_plane: tuple[int, ...]
     steps: int
+    kind: str = "time"  # what the stack axis is, "time" or "z": the session's rule for objects that end
 
     def labels_plane_for(self, frame: int) -> tuple[int, ...]:
         """The labels layer's leading indices of ``frame``."""
@@ -419,8 +420,9 @@ class SeemController:
     # ------------------------------------------------------------------ propagation
     def plan_propagation(self, image: Any, geometry: Geometry, plane: tuple[int, ...], axis: int, labels: Any,
                          direction: str, frame_range: tuple[int, int] | None,
-                         channels: tuple[int, ...] | None) -> PropagationJob:
-        """Carry every object of the current frame's labels (hand-painted ones too) along ``axis``."""
+                         channels: tuple[int, ...] | None, kind: str = "time") -> PropagationJob:
+        """Carry every object of the current frame's labels (hand-painted ones too) along ``axis``,
+        a time axis or a z axis (``kind``: a nucleus ends in z, see ``VideoSession(stack_kind=)``)."""
         source = int(plane[axis])
         stop, steps = propagation_range(direction, source, geometry.shape[axis], frame_range)
         labels_plane = geometry.labels_plane(plane)
@@ -429,7 +431,7 @@ class SeemController:
             raise PluginError(f"nothing to propagate: frame {source} has no labels in {labels.name!r}; segment "
                               "or paint the objects on this frame first")
         return PropagationJob(AxisStack(image.data, geometry, axis, plane), channels, source, prompts, direction,
-                              stop, geometry.labels_axis(axis), labels_plane, steps)
+                              stop, geometry.labels_axis(axis), labels_plane, steps, kind)
 
     def run_propagation(self, job: PropagationJob) -> Iterator[Any]:
         """``FrameResult`` per frame as it is computed (worker thread)."""
@@ -443,8 +445,9 @@ class SeemController:
         yield from session.propagate(job.direction, stop=job.stop)
 
     def session_options(self, job: PropagationJob) -> dict[str, Any]:
-        """The :class:`~napari_seem.engine.VideoSession` settings of ``job`` (recorded in provenance)."""
-        return dict(self.lost_options)
+        """The :class:`~napari_seem.engine.VideoSession` settings of ``job`` (recorded in provenance):
+        its stack kind, then ``lost_options`` (which may pin another)."""
+        return {"stack_kind": job.kind, **self.lost_options}
 
     def write_frame(self, labels: Any, job: PropagationJob, frame: Any, mode: str) -> None:
         """Write one propagated frame: each carried object's mask; a lost object's old pixels go."""

@@ -1,0 +1,106 @@
+"""How one propagation step builds an object's mask on the next frame (used by ``VideoSession``).
+
+An object carried from frame ``t-1`` to ``t`` gets ``[h, w]`` logits at the model's 1/4 resolution
+(``evidence``), the weighted sum of
+
+* SEEM's own answer to the object's memory and reference-region prompt (``decoder_weight``);
+* the object's appearance score (:mod:`~napari_seem.engine.appearance`): its foreground and
+  background prototypes in SEEM's ``mask_features``, taken on its anchor frame (``appearance_weight``);
+* optionally the previous mask as a shape prior (``prior_weight``),
+
+held at ``CLIPPED_LOGIT`` at most outside the *reach* of its previous mask (the object moves less
+than ``reach`` object radii per frame). Objects given as masks (a painted or known object) are used
+as they are on their frame (:func:`given_mask_result`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from napari_seem.model import ImageFeatures
+from napari_seem.prompts import ObjectPrompt
+
+from .appearance import Appearance, cell_share, dilate_cells, object_radius_cells, score, shape_prior
+from .conversion import CLIPPED_LOGIT, resize_mask_nearest
+from .image import PreparedImage
+from .predictor import ObjectResult
+
+GIVEN_LOGIT = 8.0  # memory logits of a given mask: +-this where its cells are fully in/out
+
+
+@dataclass
+class PropagationConfig:
+    """How a step builds an object's mask (see the module docstring)."""
+
+    decoder_weight: float = 1.0  # SEEM's answer (memory + reference prompt), in logits
+    appearance_weight: float = 1.0  # the object's appearance score (engine.appearance), in logits
+    reach: float = 0.5  # the new mask stays within this many object radii of the previous mask (0: anywhere)
+    min_reach: int = 2  # ... and at least this many logit cells
+    ring: float = 0.5  # the background prototype's ring, in object radii
+    prior_weight: float = 0.0  # the previous mask as a prior (logits at its far inside / outside)
+    prior_width: float = 0.3  # ... reached this many object radii from its edge
+    exclusive: bool = False  # a pixel goes to the carried object with the highest logit only
+
+
+def evidence(config: PropagationConfig, decoded: torch.Tensor, previous: np.ndarray, app: Appearance | None,
+             unit: torch.Tensor, features: ImageFeatures, prepared: PreparedImage
+             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``([h, w] logits, [h, w] appearance score or None)`` of one object on a frame: ``decoded``
+    (``[h, w]``, the decoder's answer), its ``previous`` plane mask (bool ``[H, W]``), its anchor
+    appearance ``app`` and the frame's ``unit`` features ``[C, h, w]``, ``features``, ``prepared``."""
+    share = cell_share(previous, features, prepared)
+    radius = object_radius_cells(share)
+    reach = dilate_cells(share > 0, max(config.min_reach, int(round(config.reach * radius))))
+    out = config.decoder_weight * decoded
+    looks = None
+    if app is not None and config.appearance_weight > 0:
+        looks = score(unit, app, reach)
+        out = out + config.appearance_weight * looks
+    if config.prior_weight > 0:
+        out = out + config.prior_weight * shape_prior(share, radius * config.prior_width)
+    if config.reach > 0:
+        out = torch.where(reach, out, out.clamp(max=CLIPPED_LOGIT))
+    return out, looks
+
+
+def exclusive(evidence: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+    """Each object's logits held at ``CLIPPED_LOGIT`` at most where another object's are higher and
+    positive: one pixel, one object (touching cells do not spill into each other)."""
+    ids = list(evidence)
+    stack = torch.stack([evidence[o] for o in ids])  # [N, h, w]
+    best = stack.argmax(dim=0)
+    top = stack.max(dim=0).values
+    out = {}
+    for n, o in enumerate(ids):
+        taken = (best != n) & (top > 0)
+        out[o] = torch.where(taken, stack[n].clamp(max=CLIPPED_LOGIT), stack[n])
+    return out
+
+
+def only_masks(prompt: ObjectPrompt) -> np.ndarray | None:
+    """The mask of a prompt that is positive masks and nothing else (a painted or known object), or None."""
+    if prompt.points or prompt.boxes or prompt.scribbles or prompt.text or prompt.reference is not None:
+        return None
+    if not prompt.masks or not all(m.positive for m in prompt.masks):
+        return None
+    mask = np.zeros_like(prompt.masks[0].mask, dtype=bool)
+    for m in prompt.masks:
+        mask |= m.mask
+    return mask if mask.any() else None
+
+
+def given_mask_result(mask: np.ndarray, features: ImageFeatures, prepared: PreparedImage) -> ObjectResult:
+    """A known mask as an :class:`ObjectResult`: the mask itself, and memory logits at the 1/4 grid
+    that are ``GIVEN_LOGIT * (2 * share - 1)`` (``share``: the cell's part inside the mask at model
+    resolution), which upsample back to the mask. Score 1."""
+    import torch.nn.functional as F
+
+    model = torch.zeros(features.padded_size)
+    model[: prepared.model_shape[0], : prepared.model_shape[1]] = torch.from_numpy(
+        resize_mask_nearest(mask, prepared.model_shape)).float()
+    grid = features.mask_features.shape[-2:]
+    share = F.adaptive_avg_pool2d(model[None, None], tuple(grid))[0, 0]
+    return ObjectResult(np.asarray(mask, dtype=bool).copy(), GIVEN_LOGIT * (2 * share - 1), 1.0)

@@ -1,0 +1,137 @@
+"""Is a propagated object still there? Signals the model already gives, and the rule over them.
+
+SEEM has no "is the object still here" output: asked for an object, it always answers with some
+mask. This module measures, for each object on each propagation step, what the decode says anyway
+(:class:`PresenceSignals`), and decides presence from them (:func:`decide`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class PresenceSignals:
+    """One object on one frame, from its decode (logits at the model's 1/4 resolution).
+
+    ``peak``/``mean``: the largest and the mean mask logit inside the mask (logit > 0 cells; the
+    peak of the whole map when there are none). ``area``: mask pixels at the plane's resolution.
+    ``iou``: IoU with the object's previous mask. ``similarity``: cosine of the mean pixel-decoder
+    feature inside the mask with the object's on its anchor frame (1 when there is no anchor).
+    ``looks``: the mean appearance score (:mod:`~napari_seem.engine.appearance`) over the mask's
+    cells over the anchor's own mean, ``TARGET_LOGIT`` (1: as like the object as on its anchor
+    frame; 0: undecided; < 0: like its surroundings; 1 when it has no appearance).
+    ``area_ratio``: area over the object's area on its anchor frame (1 when unknown).
+    ``contrast``: the mask's :func:`contrast` over the object's on its anchor frame (1: stands out
+    as much as there; 0: not at all; 1 when unknown).
+    """
+
+    peak: float
+    mean: float
+    area: int
+    iou: float
+    similarity: float
+    looks: float = 1.0
+    area_ratio: float = 1.0
+    contrast: float = 1.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {"peak": self.peak, "mean": self.mean, "area": self.area, "iou": self.iou,
+                "similarity": self.similarity, "looks": self.looks, "area_ratio": self.area_ratio, "contrast": self.contrast}
+
+
+@dataclass(frozen=True)
+class PresenceRule:
+    """When a carried object *misses* a frame (is taken to be absent there), beyond the session's own
+    ``lost_iou``/``lost_score``/empty-mask test, and how many misses in a row it survives.
+
+    ``min_contrast``: miss when the mask's contrast falls below this share of the object's contrast
+    on its anchor frame (``PresenceSignals.contrast``; ``None``: not used). ``min_iou``: miss when
+    the mask overlaps the object's previous mask less than this. ``gap``: an object that misses at
+    most this many frames in a row and is found again is the same object (the missed frames get no
+    mask); one more miss and it is lost, carried no further in that direction.
+    """
+
+    min_contrast: float | None = None
+    min_iou: float = 0.0
+    gap: int = 0
+
+    def misses(self, s: PresenceSignals) -> bool:
+        if self.min_contrast is not None and s.contrast < self.min_contrast:
+            return True
+        return s.iou < self.min_iou
+
+
+STACK_KINDS = ("time", "z")
+# z: a nucleus fades out of focus at its ends (the anchor is its middle slice, where it stands out
+# most): below a quarter of that contrast, or moved off half of its previous mask, it is not there.
+RULES = {"time": PresenceRule(), "z": PresenceRule(min_contrast=0.25, min_iou=0.5, gap=1)}
+
+
+def mean_feature(mask_features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor | None:
+    """Mean of ``mask_features [1, C, h, w]`` over the cells where ``logits [h, w] > 0`` (``[C]``,
+    unit length), or ``None`` when there are none."""
+    cells = logits > 0
+    if not bool(cells.any()):
+        return None
+    feature = mask_features[0][:, cells].mean(dim=1)
+    return feature / feature.norm().clamp_min(1e-6)
+
+
+def cell_mask(mask: np.ndarray, features_padded: tuple[int, int], model_shape: tuple[int, int],
+              grid: tuple[int, int]) -> torch.Tensor:
+    """A plane mask ``[H, W]`` as the bool logit grid ``grid`` (cells with any of its pixels)."""
+    from .conversion import cells_of
+
+    scale = model_shape[0] / mask.shape[0]
+    cell = (features_padded[0] / grid[0], features_padded[1] / grid[1])
+    return torch.from_numpy(cells_of(mask, scale, cell, grid))
+
+
+def signals(logits: torch.Tensor, mask: np.ndarray, previous: np.ndarray, mask_features: torch.Tensor,
+            anchor: torch.Tensor | None, looks: torch.Tensor | None = None,
+            anchor_area: int | None = None, contrast_ratio: float = 1.0) -> PresenceSignals:
+    """The :class:`PresenceSignals` of one object's answer (``logits [h, w]``, plane ``mask``)
+    against its ``previous`` plane mask, its anchor feature (``[C]`` unit, or ``None``), its
+    appearance score ``looks`` (``[h, w]`` logit units, or ``None``) and its anchor's area."""
+    from .appearance import TARGET_LOGIT
+    from .conversion import mask_iou
+
+    cells = logits > 0
+    inside = logits[cells] if bool(cells.any()) else logits.flatten()
+    similarity = 1.0
+    if anchor is not None:
+        feature = mean_feature(mask_features, logits)
+        similarity = 0.0 if feature is None else float(feature @ anchor)
+    area = int(np.count_nonzero(mask))
+    like = 1.0
+    if looks is not None:
+        like = float(looks[cells].mean()) / TARGET_LOGIT if bool(cells.any()) else float(looks.max()) / TARGET_LOGIT
+    ratio = area / anchor_area if anchor_area else 1.0
+    return PresenceSignals(float(inside.max()), float(inside.mean()), area, mask_iou(mask, previous), similarity,
+                           like, ratio, contrast_ratio)
+
+
+RING = 0.35  # the ring of :func:`contrast`, in object radii (at least 2 pixels)
+
+
+def contrast(gray: np.ndarray, mask: np.ndarray) -> float:
+    """How much a mask stands out of its surroundings: mean of ``gray`` (``[h, w]``) inside the bool
+    ``mask`` (same shape) minus its mean in the ring of ``max(2, RING * radius)`` pixels around it
+    (``radius``: the mask's equivalent-disk radius). 0 for an empty mask or ring."""
+    from scipy.ndimage import binary_dilation
+
+    if not mask.any():
+        return 0.0
+    width = max(2, int(round(RING * np.sqrt(np.count_nonzero(mask) / np.pi))))
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    y0, y1 = max(rows[0] - width, 0), min(rows[-1] + width + 1, mask.shape[0])
+    x0, x1 = max(cols[0] - width, 0), min(cols[-1] + width + 1, mask.shape[1])
+    window, values = mask[y0:y1, x0:x1], gray[y0:y1, x0:x1]
+    ring = binary_dilation(window, iterations=width) & ~window
+    if not ring.any():
+        return 0.0
+    return float(values[window].mean() - values[ring].mean())
