@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from napari_seem.engine import SeemPredictor, VideoSession
-from napari_seem.engine.presence import RULES, PresenceRule, PresenceSignals, contrast
+from napari_seem.engine.presence import RULES, PresenceRule, PresenceSignals, Track, contrast
 from napari_seem.model import build_seem
 from napari_seem.prompts import ObjectPrompt, Point
 
@@ -38,7 +38,7 @@ class ScriptedRule:
         self.missing, self.gap, self.frame = missing, gap, 0
         self.seen: list[PresenceSignals] = []
 
-    def misses(self, signals: PresenceSignals) -> bool:
+    def misses(self, signals: PresenceSignals, track=None) -> bool:
         self.seen.append(signals)
         self.frame += 1  # one object, forward from frame 0: the n-th call is frame n
         return self.frame in self.missing
@@ -78,6 +78,12 @@ def test_the_z_rule_misses_a_faded_or_displaced_mask_and_the_time_rule_does_not(
     assert z.misses(_signals(0.2, 0.9))  # faded below a quarter of its contrast on the anchor slice
     assert z.misses(_signals(0.9, 0.4))  # moved off half of its previous mask
     assert not z.misses(_signals(0.6, 0.7))
+    # relative to the track's peak so far: painted on a faint end slice, the nucleus brightens first
+    assert not z.misses(_signals(2.0, 0.9), Track(peak=1.0, low=1.0))
+    assert z.misses(_signals(0.6, 0.9), Track(peak=3.0, low=1.0))  # below a quarter of its peak, 3
+    # faded to below half of its peak, then twice as bright again: another nucleus under the mask
+    assert z.misses(_signals(0.9, 0.9), Track(peak=1.2, low=0.4))
+    assert not z.misses(_signals(0.9, 0.9), Track(peak=1.2, low=0.7))
     assert not any(time.misses(_signals(c, i)) for c, i in [(0.2, 0.9), (0.9, 0.4), (-1.0, 0.2)])
     assert PresenceRule(min_iou=0.3).misses(_signals(1.0, 0.2))
 

@@ -43,32 +43,52 @@ class PresenceSignals:
                 "similarity": self.similarity, "looks": self.looks, "area_ratio": self.area_ratio, "contrast": self.contrast}
 
 
+@dataclass
+class Track:
+    """What the rule remembers of one object along one propagation pass: the highest (``peak``) and
+    the lowest (``low``) contrast ratio of the frames it was kept on (its anchor frame's is 1)."""
+
+    peak: float = 1.0
+    low: float = 1.0
+
+    def keep(self, s: PresenceSignals) -> None:
+        self.peak, self.low = max(self.peak, s.contrast), min(self.low, s.contrast)
+
+
 @dataclass(frozen=True)
 class PresenceRule:
     """When a carried object *misses* a frame (is taken to be absent there), beyond the session's own
     ``lost_iou``/``lost_score``/empty-mask test, and how many misses in a row it survives.
 
-    ``min_contrast``: miss when the mask's contrast falls below this share of the object's contrast
-    on its anchor frame (``PresenceSignals.contrast``; ``None``: not used). ``min_iou``: miss when
-    the mask overlaps the object's previous mask less than this. ``gap``: an object that misses at
-    most this many frames in a row and is found again is the same object (the missed frames get no
+    ``min_contrast``: miss when the mask's contrast (``PresenceSignals.contrast``, relative to the
+    anchor frame) falls below this share of the track's peak so far (``None``: not used).
+    ``refocus``: once the track has faded to below half of its peak, miss when the contrast rises
+    again to more than this many times its lowest (``None``: not used). ``min_iou``: miss when the
+    mask overlaps the object's previous mask less than this. ``gap``: an object that misses at most
+    this many frames in a row and is found again is the same object (the missed frames get no
     mask); one more miss and it is lost, carried no further in that direction.
     """
 
     min_contrast: float | None = None
+    refocus: float | None = None
     min_iou: float = 0.0
     gap: int = 0
 
-    def misses(self, s: PresenceSignals) -> bool:
-        if self.min_contrast is not None and s.contrast < self.min_contrast:
+    def misses(self, s: PresenceSignals, track: Track | None = None) -> bool:
+        track = track or Track()
+        if self.min_contrast is not None and s.contrast < self.min_contrast * track.peak:
+            return True
+        if self.refocus is not None and track.low < 0.5 * track.peak and s.contrast > self.refocus * track.low:
             return True
         return s.iou < self.min_iou
 
 
 STACK_KINDS = ("time", "z")
-# z: a nucleus fades out of focus at its ends (the anchor is its middle slice, where it stands out
-# most): below a quarter of that contrast, or moved off half of its previous mask, it is not there.
-RULES = {"time": PresenceRule(), "z": PresenceRule(min_contrast=0.25, min_iou=0.5, gap=1)}
+# z: a nucleus is in focus on its brightest slice and fades out of focus towards both ends: below a
+# quarter of its peak contrast it has ended; once faded, a contrast that doubles again is another
+# nucleus coming into focus under the mask; a mask that moved off half of the previous one is not it.
+RULES = {"time": PresenceRule(),
+         "z": PresenceRule(min_contrast=0.25, refocus=2.0, min_iou=0.5, gap=1)}
 
 
 def mean_feature(mask_features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor | None:

@@ -81,7 +81,7 @@ from .image import PreparedImage, percentile_limits, prepare_image, select_chann
 from .predictor import ObjectResult, SeemPredictor, objects_per_pass
 from .appearance import Appearance, appearance, cell_share, unit_features
 from .carry import PropagationConfig, evidence, exclusive, given_mask_result, only_masks
-from .presence import RULES, STACK_KINDS, PresenceRule, PresenceSignals, contrast, mean_feature, signals
+from .presence import RULES, STACK_KINDS, PresenceRule, PresenceSignals, Track, contrast, mean_feature, signals
 
 DIRECTIONS = ("forward", "backward", "both")
 
@@ -463,22 +463,24 @@ class VideoSession:
         anchors: dict[int, int | None] = {}  # carried object -> its anchor frame
         last: dict[int, int] = {}  # carried object -> the frame of its last mask
         misses: dict[int, int] = {}  # carried object -> frames missed in a row since then
+        tracks: dict[int, Track] = {}  # carried object -> what the presence rule remembers of it
         stopped: set[int] = set()  # lost earlier in this pass
         for t in range(first + p.step, p.stop + p.step, p.step):
             previous = t - p.step
             for o, source in p.sources.items():
                 if source == previous:
-                    anchors[o], last[o], misses[o] = self._anchor_frame(o, source), source, 0
+                    anchors[o], last[o], misses[o], tracks[o] = self._anchor_frame(o, source), source, 0, Track()
             started = sorted(o for o, source in p.sources.items() if (t - source) * p.step > 0)
             kept = [o for o in started if t in self.prompted_frames.get(o, [])]
             for o in kept:
-                anchors[o], last[o], misses[o] = t, t, 0
+                anchors[o], last[o], misses[o], tracks[o] = t, t, 0, Track()
                 stopped.discard(o)
             carried = [o for o in started if o in anchors and o not in kept]
-            new, missed = self._advance({o: last[o] for o in carried}, t, anchors) if carried else ({}, set())
+            new, missed = self._advance({o: last[o] for o in carried}, t, anchors, tracks) if carried else ({}, set())
             lost = set()
             for o in new:
                 last[o], misses[o] = t, 0
+                tracks[o].keep(self.signals[t][o])
             for o in missed:
                 misses[o] += 1
                 if misses[o] > self.rule.gap:
@@ -507,7 +509,7 @@ class VideoSession:
             self._set(frame, o, result, lost=False)
 
     def _advance(
-        self, sources: dict[int, int], frame: int, anchors: dict[int, int | None]
+        self, sources: dict[int, int], frame: int, anchors: dict[int, int | None], tracks: dict[int, Track]
     ) -> tuple[dict[int, ObjectResult], set[int]]:
         """One step to ``frame`` for the objects of ``sources`` (object -> the frame of its last
         mask, the one before ``frame`` unless it missed since): their new results and the ids that
@@ -545,7 +547,7 @@ class VideoSession:
                     result.logits, result.mask, before[o].mask, target.features.mask_features,
                     self._anchor_feature(o, anchors[o]), looks[o], self._anchor_area(o, anchors[o]),
                     self._contrast_ratio(o, anchors[o], target, result.mask))
-                if self._misses(result, before[o], self.signals[frame][o]):
+                if self._misses(result, before[o], self.signals[frame][o], tracks[o]):
                     missed.add(o)
                 else:
                     new[o] = result
@@ -585,14 +587,14 @@ class VideoSession:
                                           logit_cell_size(frame.features, result.logits.shape))
         return replace(result, mask=mask, logits=logits)
 
-    def _misses(self, new: ObjectResult, before: ObjectResult, evidence: PresenceSignals) -> bool:
+    def _misses(self, new: ObjectResult, before: ObjectResult, evidence: PresenceSignals, track: Track) -> bool:
         """Whether the object is absent from its new result's frame: an empty mask, an overlap with its
         previous mask below ``lost_iou``, a score below ``lost_score``, or the presence rule."""
         if not new.mask.any():
             return True
         if mask_iou(new.mask, before.mask) < self.lost_iou or new.score < self.lost_score:
             return True
-        return self.rule.misses(evidence)
+        return self.rule.misses(evidence, track)
 
     @property
     def objects_per_pass(self) -> int:
