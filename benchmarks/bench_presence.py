@@ -23,25 +23,28 @@ from pathlib import Path
 import torch
 
 from napari_seem.engine import FeatureCache, SeemPredictor, VideoSession
-from napari_seem.engine import video as video_module
+from napari_seem.engine import video_steps as video_module
 from napari_seem.evaluation.propagation import load_stacks, object_anchors, object_prompt
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 class Timer:
-    """Wraps a function, adding its wall time to ``seconds``."""
+    """Adds the wall time of the calls of ``wrap(function)`` to ``seconds``."""
 
-    def __init__(self, function) -> None:
-        self.function, self.seconds, self.calls = function, 0.0, 0
+    def __init__(self) -> None:
+        self.seconds, self.calls = 0.0, 0
 
-    def __call__(self, *args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return self.function(*args, **kwargs)
-        finally:
-            self.seconds += time.perf_counter() - start
-            self.calls += 1
+    def wrap(self, function):
+        def timed(*args, **kwargs):  # a plain function: it binds as a method too
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+                self.calls += 1
+
+        return timed
 
 
 def run(predictor, frames, reference, anchors, kind, cache) -> tuple[float, int]:
@@ -78,12 +81,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         cache = FeatureCache(args.cache or folder)
         run(predictor, frames, reference, anchors, kind, cache)  # fills the cache; warms up
-        signals = Timer(video_module.signals)
-        contrast = Timer(VideoSession._contrast_ratio)
-        misses = Timer(VideoSession._misses)
-        video_module.signals = signals
-        VideoSession._contrast_ratio = contrast
-        VideoSession._misses = misses
+        signals, contrast, misses = Timer(), Timer(), Timer()
+        video_module.signals = signals.wrap(video_module.signals)
+        VideoSession._contrast_ratio = contrast.wrap(VideoSession._contrast_ratio)
+        VideoSession._misses = misses.wrap(VideoSession._misses)
         total, steps = run(predictor, frames, reference, anchors, kind, cache)
     presence = signals.seconds + contrast.seconds + misses.seconds
     print(f"{name}: {steps} steps, {len(object_anchors(reference, anchors))} objects, stack kind {kind}, "

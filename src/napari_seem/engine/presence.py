@@ -21,6 +21,7 @@ class PresenceSignals:
     peak of the whole map when there are none). ``area``: mask pixels at the plane's resolution.
     ``iou``: IoU with the object's previous mask. ``similarity``: cosine of the mean pixel-decoder
     feature inside the mask with the object's on its anchor frame (1 when there is no anchor).
+    ``similarity`` and ``looks`` are NaN unless the session's ``detailed_signals`` is on.
     ``looks``: the mean appearance score (:mod:`~napari_seem.engine.appearance`) over the mask's
     cells over the anchor's own mean, ``TARGET_LOGIT`` (1: as like the object as on its anchor
     frame; 0: undecided; < 0: like its surroundings; 1 when it has no appearance).
@@ -40,7 +41,8 @@ class PresenceSignals:
 
     def as_dict(self) -> dict[str, float]:
         return {"peak": self.peak, "mean": self.mean, "area": self.area, "iou": self.iou,
-                "similarity": self.similarity, "looks": self.looks, "area_ratio": self.area_ratio, "contrast": self.contrast}
+                "similarity": self.similarity, "looks": self.looks, "area_ratio": self.area_ratio,
+                "contrast": self.contrast}
 
 
 @dataclass
@@ -95,53 +97,49 @@ def mean_feature(mask_features: torch.Tensor, logits: torch.Tensor) -> torch.Ten
     """Mean of ``mask_features [1, C, h, w]`` over the cells where ``logits [h, w] > 0`` (``[C]``,
     unit length), or ``None`` when there are none."""
     cells = logits > 0
-    if not bool(cells.any()):
+    rows, cols = torch.nonzero(cells.any(dim=1)).flatten(), torch.nonzero(cells.any(dim=0)).flatten()
+    if not len(rows):
         return None
-    feature = mask_features[0][:, cells].mean(dim=1)
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1  # gather in the box only
+    feature = mask_features[0, :, y0:y1, x0:x1][:, cells[y0:y1, x0:x1]].mean(dim=1)
     return feature / feature.norm().clamp_min(1e-6)
-
-
-def cell_mask(mask: np.ndarray, features_padded: tuple[int, int], model_shape: tuple[int, int],
-              grid: tuple[int, int]) -> torch.Tensor:
-    """A plane mask ``[H, W]`` as the bool logit grid ``grid`` (cells with any of its pixels)."""
-    from .conversion import cells_of
-
-    scale = model_shape[0] / mask.shape[0]
-    cell = (features_padded[0] / grid[0], features_padded[1] / grid[1])
-    return torch.from_numpy(cells_of(mask, scale, cell, grid))
 
 
 def signals(logits: torch.Tensor, mask: np.ndarray, previous: np.ndarray, mask_features: torch.Tensor,
             anchor: torch.Tensor | None, looks: torch.Tensor | None = None,
-            anchor_area: int | None = None, contrast_ratio: float = 1.0) -> PresenceSignals:
+            anchor_area: int | None = None, contrast_ratio: float = 1.0, detailed: bool = True) -> PresenceSignals:
     """The :class:`PresenceSignals` of one object's answer (``logits [h, w]``, plane ``mask``)
     against its ``previous`` plane mask, its anchor feature (``[C]`` unit, or ``None``), its
-    appearance score ``looks`` (``[h, w]`` logit units, or ``None``) and its anchor's area."""
+    appearance score ``looks`` (``[h, w]`` logit units, or ``None``) and its anchor's area.
+    Without ``detailed``, ``similarity`` and ``looks`` (which no rule reads: they did not tell
+    present from absent, docs/propagation.md) are NaN: half the cost on many objects."""
     from .appearance import TARGET_LOGIT
     from .conversion import mask_iou
 
     cells = logits > 0
     inside = logits[cells] if bool(cells.any()) else logits.flatten()
-    similarity = 1.0
-    if anchor is not None:
+    similarity = like = float("nan")
+    if detailed:
+        similarity = like = 1.0
+    if detailed and anchor is not None:
         feature = mean_feature(mask_features, logits)
         similarity = 0.0 if feature is None else float(feature @ anchor)
     area = int(np.count_nonzero(mask))
-    like = 1.0
-    if looks is not None:
+    if detailed and looks is not None:
         like = float(looks[cells].mean()) / TARGET_LOGIT if bool(cells.any()) else float(looks.max()) / TARGET_LOGIT
     ratio = area / anchor_area if anchor_area else 1.0
     return PresenceSignals(float(inside.max()), float(inside.mean()), area, mask_iou(mask, previous), similarity,
                            like, ratio, contrast_ratio)
 
 
-RING = 0.35  # the ring of :func:`contrast`, in object radii (at least 2 pixels)
+RING = 0.35  # the ring of :func:`contrast`, in object radii (at least 2 pixels or cells)
 
 
 def contrast(gray: np.ndarray, mask: np.ndarray) -> float:
-    """How much a mask stands out of its surroundings: mean of ``gray`` (``[h, w]``) inside the bool
-    ``mask`` (same shape) minus its mean in the ring of ``max(2, RING * radius)`` pixels around it
-    (``radius``: the mask's equivalent-disk radius). 0 for an empty mask or ring."""
+    """How much a mask stands out of its surroundings: mean of ``gray`` (``[h, w]``, pixels or the
+    session's logit cells) inside the bool ``mask`` (same shape) minus its mean in the ring of
+    ``max(2, RING * radius)`` pixels around it (``radius``: the mask's equivalent-disk radius). 0 for
+    an empty mask or ring."""
     from scipy.ndimage import binary_dilation
 
     if not mask.any():

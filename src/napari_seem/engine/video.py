@@ -28,12 +28,18 @@ Each object's answer is the best of its spatial queries by ``mask_emb . e``, whe
 ``t-1`` mean embedding, optionally blended with the embedding of the object on its user-prompted
 (anchor) frame: ``e = (1 - anchor_weight) * e_prev + anchor_weight * e_anchor``, against drift.
 
-**Lost objects.** An object whose new mask is empty, overlaps its previous mask with IoU below
-``lost_iou``, or scores below ``lost_score`` (``ObjectResult.score``, the mask's stability under a
-change of threshold: faint, uncertain blobs score low), is *lost* on that frame: it gets no mask there (SEEM
-always returns some mask; this keeps it from inventing one), it is listed in ``FrameResult.lost``,
-and it is carried no further in that direction (its stale results from earlier runs further along
-are removed) unless a frame further along was prompted by the user, where it resumes.
+**Presence and lost objects.** SEEM always answers with some mask, so each step measures what the
+answer says anyway (``session.signals[frame][object]``, :class:`~napari_seem.engine.presence.PresenceSignals`)
+and decides whether the object *misses* the frame: its new mask is empty, overlaps its previous mask
+with IoU below ``lost_iou``, scores below ``lost_score`` (``ObjectResult.score``, the mask's stability),
+or the presence rule of the stack's kind says so (``stack_kind``: ``"time"``, no further rule;
+``"z"``, :data:`~napari_seem.engine.presence.RULES`: a nucleus that faded below a quarter of its
+peak contrast, or that faded and brightens again, or whose mask moved off half of the previous one,
+has ended). A missed frame gets no mask. ``rule.gap`` misses in a row are bridged (z: one slice;
+the object is carried on from its last mask and is the same object when found again); one more and
+it is *lost*: listed in ``FrameResult.lost``, carried no further in that direction (its stale
+results from earlier runs further along are removed) unless a frame further along was prompted by
+the user, where it resumes. An object lost above its top slice stays lost further up.
 
 **Corrections.** ``add_prompts`` on frame ``k`` replaces that object's result on ``k`` (with its
 existing result there as SEEM's memory, i.e. a refinement round). Propagating afterwards starts
@@ -56,81 +62,46 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from napari_seem.model import ImageFeatures
-from napari_seem.model.postprocess import select_by_embedding
 from napari_seem.prompts import ObjectPrompt, PromptError, ReferenceRegion, validate
 
-from .conversion import (
-    CLIPPED_LOGIT,
-    logit_cell_size,
-    logits_to_model_masks,
-    logits_to_results,
-    mask_iou,
-    resize_mask_nearest,
-    restrict_to_prompt,
-)
+from .appearance import Appearance, appearance, cell_share
+from .carry import PropagationConfig, given_mask_result, only_masks
+from .conversion import logits_to_model_masks, resize_mask_nearest
 from .feature_cache import FeatureCache, encode_prepared
 from .heap import release_free_memory
-from .image import PreparedImage, percentile_limits, prepare_image, select_channels
-from .predictor import ObjectResult, SeemPredictor, objects_per_pass
-from .appearance import Appearance, appearance, cell_share, unit_features
-from .carry import PropagationConfig, evidence, exclusive, given_mask_result, only_masks
-from .presence import RULES, STACK_KINDS, PresenceRule, PresenceSignals, Track, contrast, mean_feature, signals
+from .image import percentile_limits, prepare_image, select_channels
+from .predictor import ObjectResult, SeemPredictor
+from .presence import RULES, STACK_KINDS, PresenceRule, PresenceSignals, mean_feature
+from .video_steps import FrameResult, _EncodedFrame, _Pass, _Stepping
 
 DIRECTIONS = ("forward", "backward", "both")
 
 
-@dataclass
-class FrameResult:
-    """What one propagation step produced on ``frame``: the run's objects that have a mask there
-    (``results``, id -> result) and those lost there (``lost``, no mask)."""
-
-    frame: int
-    results: dict[int, ObjectResult]
-    lost: set[int] = field(default_factory=set)
-
-
-@dataclass
-class _EncodedFrame:
-    prepared: PreparedImage
-    features: ImageFeatures
-    _unit: torch.Tensor | None = None
-
-    @property
-    def unit(self) -> torch.Tensor:
-        """The mask features as unit vectors per cell (computed once per frame)."""
-        if self._unit is None:
-            self._unit = unit_features(self.features)
-        return self._unit
-
-
-@dataclass
-class _Pass:
-    """One direction of a propagation: ``step`` +1 (forward) or -1, each object's source frame, and
-    the last frame (inclusive)."""
-
-    step: int
-    sources: dict[int, int]
-    stop: int
-
-
-class VideoSession:
+class VideoSession(_Stepping):
     """Per-stack state for propagating objects through frames (see the module docstring).
 
     ``frames``: ``(T, H, W)`` or ``(T, H, W, C)`` array-like. ``channel_axis``: the channel axis *of
     ``frames``* (not 0; default: a 4D stack's last axis) and ``channels`` the channel choice, as for
     :func:`prepare_image`. ``cache``: an on-disk :class:`FeatureCache` for the frames' encodings
-    (default: the predictor's, ``predictor.cache``). State, readable at any time:
+    (default: the predictor's, ``predictor.cache``). ``stack_kind``: ``"time"`` or ``"z"``, which
+    presence rule decides that an object has ended (``rule``: another
+    :class:`~napari_seem.engine.presence.PresenceRule`). ``given_masks``: an object prompted with
+    masks only keeps that mask on its frame (not SEEM's answer to it). ``config``: how a step builds
+    a mask (:class:`~napari_seem.engine.carry.PropagationConfig`). ``stretch``: ``"plane"`` (each
+    frame its own percentile stretch) or ``"stack"`` (one for all frames). State, readable at any time:
 
     * ``results[frame][object_id]``: :class:`ObjectResult` (full-resolution mask, logits, score);
     * ``lost[frame]``: ids of objects lost on that frame;
-    * ``prompted_frames[object_id]``: frames the user prompted it on, least recently prompted first.
+    * ``prompted_frames[object_id]``: frames the user prompted it on, least recently prompted first;
+    * ``signals[frame][object_id]``: the :class:`~napari_seem.engine.presence.PresenceSignals` of the
+      object's last step onto that frame (kept, missed or lost).
     """
 
     def __init__(
@@ -146,7 +117,7 @@ class VideoSession:
         cache: FeatureCache | None = None,
         given_masks: bool = True,
         stack_kind: str = "time",
-        config: "PropagationConfig | None" = None,
+        config: PropagationConfig | None = None,
         stretch: str = "plane",
         rule: PresenceRule | None = None,
     ) -> None:
@@ -167,6 +138,7 @@ class VideoSession:
         self.lost: dict[int, set[int]] = {}
         self.prompted_frames: dict[int, list[int]] = {}
         self._anchor_embeddings: dict[int, dict[int, tuple[torch.Tensor | None, torch.Tensor | None]]] = {}
+        self.detailed_signals = False  # also measure the signals no rule reads (PresenceSignals)
         self.signals: dict[int, dict[int, PresenceSignals]] = {}  # frame -> object -> its last decode's signals
         self.given_masks = given_masks
         self.config = config if config is not None else PropagationConfig()
@@ -294,7 +266,7 @@ class VideoSession:
             for o in ids:
                 share = cell_share(results[o].mask, entry.features, entry.prepared)
                 self._appearances.setdefault(o, {})[frame] = appearance(entry.unit, share, self.config.ring)
-                self._contrasts.setdefault(o, {})[frame] = self._contrast(entry, results[o].mask)
+                self._contrasts.setdefault(o, {})[frame] = self._contrast(entry, results[o].logits)
         for o in ids:
             self._store_prompted(frame, o, results[o], anchors[o])
         return {o: results[o] for o in ids}
@@ -449,210 +421,6 @@ class VideoSession:
             return [last if direction == "forward" else 0]
         return [self._check_frame(stop, "stop")]
 
-    def _run(self, passes: list[_Pass]) -> Iterator[FrameResult]:
-        for p in passes:
-            yield from self._run_pass(p)
-
-    def _run_pass(self, p: _Pass) -> Iterator[FrameResult]:
-        """One direction. An object enters after its source frame, resumes at frames the user
-        prompted (re-anchored there), and after being lost only has its stale results removed.
-        An object that *misses* (:meth:`_misses`) gets no mask on that frame; it is carried on from
-        its last mask, and lost once it misses more than ``rule.gap`` frames in a row (lost on the
-        frame of that last miss; the missed frames before it stay without a mask)."""
-        first = min(p.sources.values()) if p.step > 0 else max(p.sources.values())
-        anchors: dict[int, int | None] = {}  # carried object -> its anchor frame
-        last: dict[int, int] = {}  # carried object -> the frame of its last mask
-        misses: dict[int, int] = {}  # carried object -> frames missed in a row since then
-        tracks: dict[int, Track] = {}  # carried object -> what the presence rule remembers of it
-        stopped: set[int] = set()  # lost earlier in this pass
-        for t in range(first + p.step, p.stop + p.step, p.step):
-            previous = t - p.step
-            for o, source in p.sources.items():
-                if source == previous:
-                    anchors[o], last[o], misses[o], tracks[o] = self._anchor_frame(o, source), source, 0, Track()
-            started = sorted(o for o, source in p.sources.items() if (t - source) * p.step > 0)
-            kept = [o for o in started if t in self.prompted_frames.get(o, [])]
-            for o in kept:
-                anchors[o], last[o], misses[o], tracks[o] = t, t, 0, Track()
-                stopped.discard(o)
-            carried = [o for o in started if o in anchors and o not in kept]
-            new, missed = self._advance({o: last[o] for o in carried}, t, anchors, tracks) if carried else ({}, set())
-            lost = set()
-            for o in new:
-                last[o], misses[o] = t, 0
-                tracks[o].keep(self.signals[t][o])
-            for o in missed:
-                misses[o] += 1
-                if misses[o] > self.rule.gap:
-                    lost.add(o)
-                    del anchors[o]
-            stale = [o for o in started if o in stopped or (o in missed and o not in lost)]
-            stopped |= lost
-            self._commit(t, new, lost, stale)
-            shown = {o: self.results[t][o] for o in sorted(kept + list(new))}
-            yield FrameResult(t, shown, lost)
-
-    def _anchor_frame(self, object_id: int, source: int) -> int | None:
-        """The source if the user prompted it there, else the object's most recently prompted frame."""
-        prompted = self.prompted_frames.get(object_id, [])
-        if source in prompted:
-            return source
-        return prompted[-1] if prompted else None
-
-    def _commit(self, frame: int, new: dict[int, ObjectResult], lost: set[int], stale: list[int]) -> None:
-        """All of one frame's changes at once (nothing is written before the frame is computed)."""
-        for o in stale:
-            self._set(frame, o, None, lost=False)
-        for o in lost:
-            self._set(frame, o, None, lost=True)
-        for o, result in new.items():
-            self._set(frame, o, result, lost=False)
-
-    def _advance(
-        self, sources: dict[int, int], frame: int, anchors: dict[int, int | None], tracks: dict[int, Track]
-    ) -> tuple[dict[int, ObjectResult], set[int]]:
-        """One step to ``frame`` for the objects of ``sources`` (object -> the frame of its last
-        mask, the one before ``frame`` unless it missed since): their new results and the ids that
-        miss (:meth:`_misses`) there."""
-        before = {o: self.results[src][o] for o, src in sources.items()}
-        missed = {o for o in sources if not before[o].mask.any()}  # nothing to carry
-        carried = [o for o in sources if o not in missed]
-        new: dict[int, ObjectResult] = {}
-        if not carried:
-            return new, missed
-        target = self._frame(frame)
-        logits_of: dict[int, torch.Tensor] = {}
-        looks: dict[int, torch.Tensor | None] = {}
-        class_embs: dict[int, torch.Tensor] = {}
-        with torch.no_grad():
-            groups = [[o for o in carried if sources[o] == src] for src in sorted({sources[o] for o in carried})]
-            for chunk in (c for group in groups for c in _chunks(group, self.objects_per_pass)):
-                source = self._frame(sources[chunk[0]])
-                logits = torch.stack([before[o].logits for o in chunk])  # [N, h, w]
-                masks = logits_to_model_masks(logits, source.features)  # [N, H_img, W_img]
-                anchor = [self._anchor_embedding(o, anchors[o]) for o in chunk]
-                raw, class_emb = self._decode_raw(source, target, masks, logits[None], anchor)
-                for n, o in enumerate(chunk):
-                    app = self._appearances.get(o, {}).get(anchors[o]) if anchors[o] is not None else None
-                    logits_of[o], looks[o] = evidence(self.config, raw[n], before[o].mask, app, target.unit,
-                                                      target.features, target.prepared)
-                    class_embs[o] = class_emb[n : n + 1]
-            if self.config.exclusive and len(logits_of) > 1:
-                logits_of = exclusive(logits_of)
-            for o in carried:
-                result = logits_to_results(logits_of[o][None], class_embs[o], target.features, target.prepared,
-                                           self.model, self.predictor.vocabulary)[0]
-                result = self._restrict(result, before[o], target)
-                self.signals.setdefault(frame, {})[o] = signals(
-                    result.logits, result.mask, before[o].mask, target.features.mask_features,
-                    self._anchor_feature(o, anchors[o]), looks[o], self._anchor_area(o, anchors[o]),
-                    self._contrast_ratio(o, anchors[o], target, result.mask))
-                if self._misses(result, before[o], self.signals[frame][o], tracks[o]):
-                    missed.add(o)
-                else:
-                    new[o] = result
-        return new, missed
-
-    def _anchor_embedding(self, object_id: int, frame: int | None) -> torch.Tensor | None:
-        if frame is None or self.anchor_weight == 0:
-            return None
-        return self._anchor_embeddings.get(object_id, {}).get(frame, (None, None))[0]
-
-    def _contrast(self, entry: _EncodedFrame, mask: np.ndarray) -> float:
-        """:func:`~napari_seem.engine.presence.contrast` of a plane mask on an encoded frame (model resolution)."""
-        return contrast(entry.prepared.rgb.mean(axis=0), resize_mask_nearest(mask, entry.prepared.model_shape))
-
-    def _contrast_ratio(self, object_id: int, anchor: int | None, entry: _EncodedFrame, mask: np.ndarray) -> float:
-        first = self._contrasts.get(object_id, {}).get(anchor) if anchor is not None else None
-        if not first:
-            return 1.0
-        return self._contrast(entry, mask) / first
-
-    def _anchor_area(self, object_id: int, frame: int | None) -> int | None:
-        result = self.results.get(frame, {}).get(object_id) if frame is not None else None
-        return None if result is None else int(np.count_nonzero(result.mask))
-
-    def _anchor_feature(self, object_id: int, frame: int | None) -> torch.Tensor | None:
-        if frame is None:
-            return None
-        return self._anchor_embeddings.get(object_id, {}).get(frame, (None, None))[1]
-
-    def _restrict(self, result: ObjectResult, before: ObjectResult, frame: _EncodedFrame) -> ObjectResult:
-        """``result`` cut to its parts that overlap the object's previous mask, when the predictor keeps
-        connected parts (a cell is connected and moves little between frames; what spilled onto a
-        separate neighbour is dropped, from the memory too). The score stays the whole mask's."""
-        if not self.predictor.keep_connected:
-            return result
-        mask, logits = restrict_to_prompt(result.mask, result.logits, before.mask, frame.prepared.scale,
-                                          logit_cell_size(frame.features, result.logits.shape))
-        return replace(result, mask=mask, logits=logits)
-
-    def _misses(self, new: ObjectResult, before: ObjectResult, evidence: PresenceSignals, track: Track) -> bool:
-        """Whether the object is absent from its new result's frame: an empty mask, an overlap with its
-        previous mask below ``lost_iou``, a score below ``lost_score``, or the presence rule."""
-        if not new.mask.any():
-            return True
-        if mask_iou(new.mask, before.mask) < self.lost_iou or new.score < self.lost_score:
-            return True
-        return self.rule.misses(evidence, track)
-
-    @property
-    def objects_per_pass(self) -> int:
-        """Objects decoded together: v1 splits its memory tokens among them, so never more than those."""
-        return objects_per_pass(self.model)
-
-    def _decode_raw(
-        self,
-        source: _EncodedFrame,
-        target: _EncodedFrame,
-        masks: torch.Tensor,
-        prev_logits: torch.Tensor | None,
-        anchors: list[torch.Tensor | None],
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`_decode_from` before the conversion to results: logits ``[N, h, w]`` and class
-        embeddings ``[N, C]`` of each object's chosen query."""
-        generator = torch.Generator().manual_seed(self.predictor.seed)
-        prompt = self.model.encode_visual_prompt(source.features, masks, generator=generator)
-        out = self.model.decode(target.features, spatial=prompt, prev_mask=prev_logits, generator=generator,
-                                include_object_queries=False)
-        pred = out.final["queries_spatial"]
-        embedding = self._blend(prompt.pos_embedding, anchors)
-        logits, index, _ = select_by_embedding(pred, embedding, per_object=True)
-        return logits[0], pred.class_emb[0, index[0]]
-
-    def _decode_from(
-        self,
-        source: _EncodedFrame,
-        target: _EncodedFrame,
-        masks: torch.Tensor,
-        prev_logits: torch.Tensor | None,
-        anchors: list[torch.Tensor | None],
-    ) -> list[ObjectResult]:
-        """Regions ``masks [N, H_img, W_img]`` of ``source`` as reference prompts on ``target``, with
-        ``prev_logits [1, N, h, w]`` as memory; one result per region (v1 layout: per-object prompts)."""
-        generator = torch.Generator().manual_seed(self.predictor.seed)
-        prompt = self.model.encode_visual_prompt(source.features, masks, generator=generator)
-        # The generator draws the spatial queries; memory tokens stay split evenly among the objects.
-        out = self.model.decode(target.features, spatial=prompt, prev_mask=prev_logits, generator=generator,
-                                include_object_queries=False)
-        pred = out.final["queries_spatial"]
-        embedding = self._blend(prompt.pos_embedding, anchors)
-        logits, index, _ = select_by_embedding(pred, embedding, per_object=True)
-        class_emb = pred.class_emb[0, index[0]]  # [N, C]
-        return logits_to_results(logits[0], class_emb, target.features, target.prepared, self.model,
-                                 self.predictor.vocabulary)
-
-    def _blend(self, embedding: torch.Tensor, anchors: list[torch.Tensor | None]) -> torch.Tensor:
-        """``[1, N, C]`` selection embeddings: the previous frame's, pulled towards each anchor."""
-        w = self.anchor_weight
-        if w == 0 or all(a is None for a in anchors):
-            return embedding
-        blended = embedding.clone()
-        for n, anchor in enumerate(anchors):
-            if anchor is not None:
-                blended[0, n] = (1 - w) * embedding[0, n] + w * anchor
-        return blended
-
     # ------------------------------------------------------------------ checks
     def _check_frame(self, frame, what: str = "frame") -> int:
         if not _is_index(frame):
@@ -683,11 +451,6 @@ def _check_object_id(object_id) -> int:
     if not _is_index(object_id) or object_id < 1:
         raise ValueError(f"object id must be a positive integer, got {object_id!r}")
     return int(object_id)
-
-
-def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _stack_geometry(frames, channel_axis: int | None) -> tuple[int, tuple[int, int], int | None]:

@@ -122,7 +122,8 @@ class RandomWalkerSession:
     ``dilate * r`` around it) falls below ``min_contrast`` times its contrast on the prompted
     frame: the end of a nucleus in z, where the walker would otherwise split the noise forever
     (``None``: no contrast rule, the choice for phase contrast, where a cell's mean against its
-    ring flips sign from frame to frame: on the T98G time-lapse any threshold lost 24 of 28 cells). Frames are gray, stretched between
+    ring flips sign from frame to frame: on the T98G time-lapse any threshold lost 24 of 28 cells).
+    Frames are gray, stretched between
     their 1st and 99.8th percentiles. A click prompt is answered by :class:`RandomWalkerPredictor`.
     """
 

@@ -42,7 +42,8 @@ def add_eval_parser(sub, func) -> None:
                              help="tracked labels file in a time-lapse --data")
     propagation.add_argument("--frames", type=int, help="only the first N frames (slices)")
     propagation.add_argument("--prompt", choices=("mask", "click"), default="mask",
-                             help="each object's prompt: its reference mask, or one click at its centre (default: mask)")
+                             help="each object's prompt: its reference mask, or one click at its centre "
+                             "(default: mask)")
     propagation.add_argument("--stack-kind", choices=("auto", "time", "z"), default="auto",
                              help="the session's rule for objects that leave (default: z for a z-stack folder)")
     propagation.add_argument("--baseline", choices=("random_walker", "none"), default="random_walker",
