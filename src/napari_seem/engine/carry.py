@@ -28,6 +28,7 @@ from .conversion import CLIPPED_LOGIT, resize_mask_nearest
 from .image import PreparedImage
 from .predictor import ObjectResult
 
+DAUGHTER_SHARE = 0.2  # a daughter holds at least this share of the dividing mask's pixels
 GIVEN_LOGIT = 8.0  # memory logits of a given mask: +-this where its cells are fully in/out
 
 
@@ -104,3 +105,20 @@ def given_mask_result(mask: np.ndarray, features: ImageFeatures, prepared: Prepa
     grid = features.mask_features.shape[-2:]
     share = F.adaptive_avg_pool2d(model[None, None], tuple(grid))[0, 0]
     return ObjectResult(np.asarray(mask, dtype=bool).copy(), GIVEN_LOGIT * (2 * share - 1), 1.0)
+
+
+def daughters(mask: np.ndarray, previous: np.ndarray) -> list[np.ndarray]:
+    """The daughters of a cell that divided: the connected parts (8-connected) of its new ``mask``
+    that overlap its ``previous`` mask and hold at least ``DAUGHTER_SHARE`` of the mask each, when
+    there are two or more (largest first); else ``[]``. Smaller parts are dropped."""
+    from scipy.ndimage import label
+
+    parts, count = label(mask, structure=np.ones((3, 3), bool))
+    if count < 2:
+        return []
+    sizes = np.bincount(parts.ravel(), minlength=count + 1)
+    touching = np.unique(parts[previous & mask])
+    big = [n for n in touching if n and sizes[n] >= DAUGHTER_SHARE * sizes[1:].sum()]
+    if len(big) < 2:
+        return []
+    return [parts == n for n in sorted(big, key=lambda n: -sizes[n])]

@@ -82,6 +82,7 @@ from .presence import RULES, STACK_KINDS, PresenceRule, PresenceSignals, mean_fe
 from .video_steps import FrameResult, _EncodedFrame, _Pass, _Stepping
 
 DIRECTIONS = ("forward", "backward", "both")
+DIVISIONS = ("lineage", "split")
 
 
 class VideoSession(_Stepping):
@@ -95,7 +96,11 @@ class VideoSession(_Stepping):
     :class:`~napari_seem.engine.presence.PresenceRule`). ``given_masks``: an object prompted with
     masks only keeps that mask on its frame (not SEEM's answer to it). ``config``: how a step builds
     a mask (:class:`~napari_seem.engine.carry.PropagationConfig`). ``stretch``: ``"plane"`` (each
-    frame its own percentile stretch) or ``"stack"`` (one for all frames). State, readable at any time:
+    frame its own percentile stretch) or ``"stack"`` (one for all frames). ``divisions``:
+    ``"lineage"`` (a cell that divides keeps both daughters under its id) or ``"split"`` (going
+    forward, each daughter becomes a new object, ids from ``first_new_id`` up and above every id the
+    session knows; ``parents[daughter]`` is the mother, ``births[daughter]`` its first frame; the
+    mother ends there). State, readable at any time:
 
     * ``results[frame][object_id]``: :class:`ObjectResult` (full-resolution mask, logits, score);
     * ``lost[frame]``: ids of objects lost on that frame;
@@ -120,6 +125,8 @@ class VideoSession(_Stepping):
         config: PropagationConfig | None = None,
         stretch: str = "plane",
         rule: PresenceRule | None = None,
+        divisions: str = "lineage",
+        first_new_id: int = 1,
     ) -> None:
         if max_cached_frames < 2:
             raise ValueError(f"max_cached_frames must be at least 2 (a step needs two frames), got {max_cached_frames}")
@@ -149,6 +156,12 @@ class VideoSession(_Stepping):
         if stack_kind not in STACK_KINDS:
             raise ValueError(f"stack_kind must be one of {STACK_KINDS}, got {stack_kind!r}")
         self.stack_kind = stack_kind
+        if divisions not in DIVISIONS:
+            raise ValueError(f"divisions must be one of {DIVISIONS}, got {divisions!r}")
+        self.divisions = divisions
+        self.first_new_id = int(first_new_id)
+        self.parents: dict[int, int] = {}  # daughter id -> its mother's (divisions="split")
+        self.births: dict[int, int] = {}  # daughter id -> the frame it was born on
         self.rule = rule if rule is not None else RULES[stack_kind]
         self._limits = None  # the stack's stretch limits (stretch="stack"), computed on first use
         self._contrasts: dict[int, dict[int, float]] = {}  # object -> anchor frame -> its contrast there
@@ -261,14 +274,10 @@ class VideoSession(_Stepping):
                 with self._predictor_on(entry):
                     answers = self.predictor.predict([prompts[o] for o in rest], previous=[memory[o] for o in rest])
                 results.update(zip(rest, answers))
-            anchors = {o: (self._embedding(entry, results[o]), mean_feature(entry.features.mask_features,
-                                                                             results[o].logits)) for o in ids}
             for o in ids:
-                share = cell_share(results[o].mask, entry.features, entry.prepared)
-                self._appearances.setdefault(o, {})[frame] = appearance(entry.unit, share, self.config.ring)
-                self._contrasts.setdefault(o, {})[frame] = self._contrast(entry, results[o].logits)
+                self._remember_anchor(frame, o, entry, results[o])
         for o in ids:
-            self._store_prompted(frame, o, results[o], anchors[o])
+            self._store_prompted(frame, o, results[o])
         return {o: results[o] for o in ids}
 
     def _check_prompt(self, frame: int, object_id: int, prompt) -> None:
@@ -329,13 +338,21 @@ class VideoSession(_Stepping):
         prompt = self.model.encode_visual_prompt(entry.features, masks, generator=generator)
         return prompt.pos_embedding[0, 0].clone()
 
-    def _store_prompted(self, frame: int, object_id: int, result: ObjectResult, anchor) -> None:
+    def _store_prompted(self, frame: int, object_id: int, result: ObjectResult) -> None:
         self._set(frame, object_id, result, lost=False)
         order = self.prompted_frames.setdefault(object_id, [])
         if frame in order:
             order.remove(frame)
         order.append(frame)
-        self._anchor_embeddings.setdefault(object_id, {})[frame] = anchor
+
+    def _remember_anchor(self, frame: int, object_id: int, entry: _EncodedFrame, result: ObjectResult) -> None:
+        """What later steps compare the object with, from its result on ``frame`` (its anchor there):
+        its embedding and mean feature, its appearance prototypes and its contrast."""
+        self._anchor_embeddings.setdefault(object_id, {})[frame] = (
+            self._embedding(entry, result), mean_feature(entry.features.mask_features, result.logits))
+        share = cell_share(result.mask, entry.features, entry.prepared)
+        self._appearances.setdefault(object_id, {})[frame] = appearance(entry.unit, share, self.config.ring)
+        self._contrasts.setdefault(object_id, {})[frame] = self._contrast(entry, result.logits)
 
     def _set(self, frame: int, object_id: int, result: ObjectResult | None, lost: bool) -> None:
         """Store (or with ``None`` remove) one object's result and lost flag on one frame."""

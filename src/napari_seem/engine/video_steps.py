@@ -20,7 +20,7 @@ from napari_seem.model import ImageFeatures
 from napari_seem.model.postprocess import select_by_embedding
 
 from .appearance import unit_features
-from .carry import evidence, exclusive
+from .carry import daughters, evidence, exclusive, given_mask_result
 from .conversion import (
     logit_cell_size,
     logits_to_model_masks,
@@ -39,6 +39,7 @@ class FrameResult:
     frame: int
     results: dict[int, ObjectResult]
     lost: set[int] = field(default_factory=set)
+    divided: dict[int, tuple[int, ...]] = field(default_factory=dict)  # mother -> daughters born here
 
 
 @dataclass
@@ -86,38 +87,96 @@ class _Stepping:
         An object that *misses* (:meth:`_misses`) gets no mask on that frame; it is carried on from
         its last mask, and lost once it misses more than ``rule.gap`` frames in a row (lost on the
         frame of that last miss; the missed frames before it stay without a mask)."""
-        first = min(p.sources.values()) if p.step > 0 else max(p.sources.values())
+        sources = dict(p.sources)  # daughters born in this pass join it (not the other direction's)
+        first = min(sources.values()) if p.step > 0 else max(sources.values())
+        splitting = self.divisions == "split" and p.step > 0
+        if splitting:
+            self._forget_daughters(sources)
         anchors: dict[int, int | None] = {}  # carried object -> its anchor frame
         last: dict[int, int] = {}  # carried object -> the frame of its last mask
         misses: dict[int, int] = {}  # carried object -> frames missed in a row since then
         tracks: dict[int, Track] = {}  # carried object -> what the presence rule remembers of it
-        stopped: set[int] = set()  # lost earlier in this pass
+        stopped: set[int] = set()  # lost (or divided) earlier in this pass
         for t in range(first + p.step, p.stop + p.step, p.step):
             previous = t - p.step
-            for o, source in p.sources.items():
-                if source == previous:
+            for o, source in sources.items():
+                if source == previous and o not in anchors:
                     anchors[o], last[o], misses[o], tracks[o] = self._anchor_frame(o, source), source, 0, Track()
-            started = sorted(o for o, source in p.sources.items() if (t - source) * p.step > 0)
+            started = sorted(o for o, source in sources.items() if (t - source) * p.step > 0)
             kept = [o for o in started if t in self.prompted_frames.get(o, [])]
             for o in kept:
                 anchors[o], last[o], misses[o], tracks[o] = t, t, 0, Track()
                 stopped.discard(o)
             carried = [o for o in started if o in anchors and o not in kept]
             new, missed = self._advance({o: last[o] for o in carried}, t, anchors, tracks) if carried else ({}, set())
+            divided = self._divide(t, new, {o: self.results[last[o]][o].mask for o in new}) if splitting else {}
+            for mother, born in divided.items():
+                del anchors[mother]
+                for d in born:
+                    sources[d], anchors[d], last[d], misses[d], tracks[d] = t, t, t, 0, Track()
             lost = set()
             for o in new:
                 last[o], misses[o] = t, 0
-                tracks[o].keep(self.signals[t][o])
+                if self.births.get(o) != t:  # a daughter born here has no step (no signals) yet
+                    tracks[o].keep(self.signals[t][o])
             for o in missed:
                 misses[o] += 1
                 if misses[o] > self.rule.gap:
                     lost.add(o)
                     del anchors[o]
-            stale = [o for o in started if o in stopped or (o in missed and o not in lost)]
-            stopped |= lost
+            stale = [o for o in started if o in stopped or o in divided or (o in missed and o not in lost)]
+            stopped |= lost | set(divided)
             self._commit(t, new, lost, stale)
             shown = {o: self.results[t][o] for o in sorted(kept + list(new))}
-            yield FrameResult(t, shown, lost)
+            yield FrameResult(t, shown, lost, divided)
+
+    def _divide(self, frame: int, new: dict[int, ObjectResult], previous: dict[int, np.ndarray]
+                ) -> dict[int, tuple[int, ...]]:
+        """``divisions="split"``: each object of ``new`` whose mask split into daughters
+        (:func:`~napari_seem.engine.carry.daughters`) is replaced in ``new`` by one new object per
+        daughter (its mask kept as given, its anchor on ``frame``). Returns mother -> daughter ids."""
+        out: dict[int, tuple[int, ...]] = {}
+        for o in sorted(new):
+            parts = daughters(new[o].mask, previous[o])
+            if not parts:
+                continue
+            entry = self._frame(frame)
+            born = []
+            for part in parts:
+                d = self._new_id()
+                result = replace(given_mask_result(part, entry.features, entry.prepared),
+                                 class_name=new[o].class_name, class_score=new[o].class_score)
+                self._remember_anchor(frame, d, entry, result)
+                self.parents[d], self.births[d] = o, frame
+                new[d] = result
+                born.append(d)
+            del new[o]
+            out[o] = tuple(born)
+        return out
+
+    def _new_id(self) -> int:
+        """An object id above every id this session knows (and at least ``first_new_id``)."""
+        known = set(self.prompted_frames) | set(self.parents) | {o for r in self.results.values() for o in r}
+        return max([self.first_new_id - 1, *known]) + 1
+
+    def _forget_daughters(self, sources: dict[int, int]) -> None:
+        """Before a forward pass re-propagates an object, the daughters it divided into after its
+        source frame (and theirs), unless the user prompted them, are removed with all their results."""
+        children: dict[int, list[int]] = {}
+        for d, mother in self.parents.items():
+            children.setdefault(mother, []).append(d)
+        stack = [d for o, source in sources.items() for d in children.get(o, []) if self.births[d] > source]
+        while stack:
+            d = stack.pop()
+            stack.extend(children.get(d, []))
+            if self.prompted_frames.get(d):
+                continue
+            for frame in sorted(set(self.results) | set(self.lost)):
+                self._set(frame, d, None, lost=False)
+            del self.parents[d], self.births[d]
+            self._anchor_embeddings.pop(d, None)
+            self._appearances.pop(d, None)
+            self._contrasts.pop(d, None)
 
     def _anchor_frame(self, object_id: int, source: int) -> int | None:
         """The source if the user prompted it there, else the object's most recently prompted frame."""

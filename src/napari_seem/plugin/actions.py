@@ -53,6 +53,10 @@ class Actions:
         self.direction_combo.addItems(list(DIRECTIONS))
         self.range_check = QCheckBox("range")
         self.first_spin, self.last_spin = QSpinBox(), QSpinBox()
+        self.daughters_check = QCheckBox("new ids for daughters")
+        self.daughters_check.setToolTip("time-lapses: a cell that divides ends there and each daughter gets a new id, "
+                                        "its mother recorded in the labels' features (parent_id); off: both "
+                                        "daughters keep the mother's id")
         self.propagate_button = QPushButton("Propagate  [Shift+F: forward]")
         self.clear_button = QPushButton("Clear prompts")
         self.undo_button = QPushButton("Undo")
@@ -60,7 +64,7 @@ class Actions:
         form.addRow(hbox(self.everything_button, self.all_planes_check))
         form.addRow("find by", hbox(self.everything_combo, QLabel("min score"), self.threshold_spin))
         form.addRow("propagate", hbox(self.direction_combo, self.range_check, self.first_spin, self.last_spin))
-        form.addRow(self.propagate_button)
+        form.addRow(hbox(self.propagate_button, self.daughters_check))
         form.addRow(hbox(self.clear_button, self.undo_button))
         self.segment_button.clicked.connect(lambda: self.segment_plane())
         self.everything_button.clicked.connect(lambda: self.segment_everything())
@@ -143,8 +147,9 @@ class Actions:
         direction = direction or self.direction_combo.currentText()
         if frame_range is None and self.range_check.isChecked():
             frame_range = (self.first_spin.value(), self.last_spin.value())
+        divisions = "split" if self.daughters_check.isChecked() and self.role == "time" else "lineage"
         job = self.controller.plan_propagation(image, geometry, plane, axis, labels, direction, frame_range, channels,
-                                               kind=self.role)
+                                               kind=self.role, divisions=divisions)
         written: list[int] = []
 
         def write(frame) -> None:

@@ -211,6 +211,8 @@ class PropagationJob:
     labels_plane: tuple[int, ...]
     steps: int
     kind: str = "time"  # what the stack axis is, "time" or "z": the session's rule for objects that end
+    divisions: str = "lineage"  # "split": each daughter of a dividing cell gets a new id (time only)
+    next_id: int = 1  # new ids (daughters) start here: above every label of the layer
 
     def labels_plane_for(self, frame: int) -> tuple[int, ...]:
         """The labels layer's leading indices of ``frame``."""
@@ -420,7 +422,8 @@ class SeemController:
     # ------------------------------------------------------------------ propagation
     def plan_propagation(self, image: Any, geometry: Geometry, plane: tuple[int, ...], axis: int, labels: Any,
                          direction: str, frame_range: tuple[int, int] | None,
-                         channels: tuple[int, ...] | None, kind: str = "time") -> PropagationJob:
+                         channels: tuple[int, ...] | None, kind: str = "time",
+                         divisions: str = "lineage") -> PropagationJob:
         """Carry every object of the current frame's labels (hand-painted ones too) along ``axis``,
         a time axis or a z axis (``kind``: a nucleus ends in z, see ``VideoSession(stack_kind=)``)."""
         source = int(plane[axis])
@@ -431,7 +434,8 @@ class SeemController:
             raise PluginError(f"nothing to propagate: frame {source} has no labels in {labels.name!r}; segment "
                               "or paint the objects on this frame first")
         return PropagationJob(AxisStack(image.data, geometry, axis, plane), channels, source, prompts, direction,
-                              stop, geometry.labels_axis(axis), labels_plane, steps, kind)
+                              stop, geometry.labels_axis(axis), labels_plane, steps, kind, divisions,
+                              int(np.max(labels.data)) + 1 if divisions == "split" else 1)
 
     def run_propagation(self, job: PropagationJob) -> Iterator[Any]:
         """``FrameResult`` per frame as it is computed (worker thread)."""
@@ -440,24 +444,27 @@ class SeemController:
         check_finite(job.stack[job.source], "the plane the propagation starts from")
         predictor = self.ensure_model()
         session = VideoSession(predictor, job.stack, channel_axis=job.stack.channel_axis, channels=job.channels,
-                               **self.session_options(job))
+                               first_new_id=job.next_id, **self.session_options(job))
         session.add_objects(job.source, job.prompts)
         yield from session.propagate(job.direction, stop=job.stop)
 
     def session_options(self, job: PropagationJob) -> dict[str, Any]:
         """The :class:`~napari_seem.engine.VideoSession` settings of ``job`` (recorded in provenance):
-        its stack kind, then ``lost_options`` (which may pin another)."""
-        return {"stack_kind": job.kind, **self.lost_options}
+        its stack kind and divisions, then ``lost_options`` (which may pin others)."""
+        return {"stack_kind": job.kind, "divisions": job.divisions, **self.lost_options}
 
     def write_frame(self, labels: Any, job: PropagationJob, frame: Any, mode: str) -> None:
         """Write one propagated frame: each carried object's mask; a lost object's old pixels go."""
         empty = np.zeros(job.stack.geometry.plane_shape, dtype=bool)
         masks = {o: r.mask for o, r in sorted(frame.results.items())}
-        masks.update({o: empty for o in sorted(frame.lost) if o not in masks})
+        ended = set(frame.lost) | set(getattr(frame, "divided", {}))  # a mother that divided leaves her daughters
+        masks.update({o: empty for o in sorted(ended) if o not in masks})
         apply_write(labels, job.labels_plane_for(frame.frame), masks, mode)
         number = recording.record_propagation_frame(labels, self, job, frame.frame, mode, self.session_options(job))
         update_features(labels, {o: {"source": "propagation", "round": number} for o in masks
                                  if o not in _labels_with_source(labels)})
+        parents = {d: mother for mother, born in getattr(frame, "divided", {}).items() for d in born}
+        update_features(labels, {d: {"parent_id": mother} for d, mother in parents.items()})
 
 
 # ---------------------------------------------------------------------------------------- writing

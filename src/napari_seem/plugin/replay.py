@@ -170,7 +170,8 @@ def _replay_propagation(controller, labels, geometry, image, entry) -> None:
     frames = [int(f) for f in entry["frames"]]
     job = PropagationJob(AxisStack(image, geometry, axis, plane), _tuple(entry.get("channels")), int(plane[axis]),
                          dict(sorted(prompts.items())), entry["direction"], stop, geometry.labels_axis(axis),
-                         labels_plane, len(frames), entry.get("session", {}).get("stack_kind", "time"))
+                         labels_plane, len(frames), entry.get("session", {}).get("stack_kind", "time"),
+                         entry.get("session", {}).get("divisions", "lineage"), int(np.max(labels.data)) + 1)
     session_options = dict(entry.get("session", {}))
     saved, controller.lost_options = controller.lost_options, session_options or controller.lost_options
     try:

@@ -152,6 +152,7 @@ class SeemWidget(ModelPanel, ImagePanel, PromptPanel, Actions, ReferencePanel, J
         self.all_planes_check.setEnabled(stack and independent)
         for widget in (self.propagate_button, self.direction_combo, self.range_check):
             widget.setEnabled(idle and stack and not independent)
+        self.daughters_check.setEnabled(idle and stack and self.role == "time")
         for spin in (self.first_spin, self.last_spin):
             spin.setEnabled(self.range_check.isChecked() and self.range_check.isEnabled())
         self.cancel_button.setEnabled(not idle)
