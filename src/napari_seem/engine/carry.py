@@ -28,7 +28,7 @@ from .conversion import CLIPPED_LOGIT, resize_mask_nearest
 from .image import PreparedImage
 from .predictor import ObjectResult
 
-DAUGHTER_SHARE = 0.2  # a daughter holds at least this share of the dividing mask's pixels
+DAUGHTER_SHARE = 0.3  # each daughter holds at least this share of the dividing mask's pixels (comparable halves)
 GIVEN_LOGIT = 8.0  # memory logits of a given mask: +-this where its cells are fully in/out
 
 
