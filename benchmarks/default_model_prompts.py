@@ -12,7 +12,8 @@ prompt of each visual kind, each in its own ``predict`` call, its IoU with the o
 
 Per image, the text prompts (``--texts``) are compared with the union of all objects (semantic IoU),
 and segment-everything with the vocabulary ``[text]``, by object queries and by a point grid, by the
-mean IoU of each ground-truth object's best-overlapping instance.
+mean IoU of each ground-truth object's best-overlapping instance, the number of instances and the
+F1 score at IoU 0.5 (which counts false instances too).
 
     .venv/bin/python benchmarks/default_model_prompts.py [--checkpoint FILE] [--data DIR --names ...]
 
@@ -33,7 +34,7 @@ from scipy.ndimage import binary_erosion
 from napari_seem.engine import SeemPredictor
 from napari_seem.engine.conversion import mask_iou
 from napari_seem.evaluation.clicks import first_click
-from napari_seem.evaluation.instances import matched_ious
+from napari_seem.evaluation.instances import matched_ious, matches_at
 from napari_seem.loading import load_model
 from napari_seem.prompts import Box, MaskPrompt, ObjectPrompt, Point, ReferenceRegion, Scribble
 from napari_seem.training.data import read_folder_item
@@ -67,6 +68,7 @@ def evaluate(predictor: SeemPredictor, data: Path, names: list[str], texts: list
     ious = {k: [] for k in KINDS}
     text_ious = {t: [] for t in texts}
     everything = {t: {strategy: [] for strategy in STRATEGIES} for t in texts}
+    counts = {t: {strategy: np.zeros(3, int) for strategy in STRATEGIES} for t in texts}  # matched, found, objects
     seconds = {k: [] for k in KINDS}
     for name in names:
         image, labels = read_folder_item(data, name)
@@ -85,12 +87,16 @@ def evaluate(predictor: SeemPredictor, data: Path, names: list[str], texts: list
             for strategy in STRATEGIES:
                 found = predictor.segment_everything([text], strategy=strategy)
                 everything[text][strategy].extend(matched_ious(found.labels, labels))
+                counts[text][strategy] += matches_at(found.labels, labels)
     return {
         "dataset": data.name, "images": names, "objects": len(ious["click"]),
         "mean_iou": {k: float(np.mean(v)) for k, v in ious.items()},
         "ms_per_prompt": {k: 1000 * float(np.median(v)) for k, v in seconds.items()},
         "text_semantic_iou": {t: float(np.mean(v)) for t, v in text_ious.items()},
         "everything_matched_iou": {t: {k: float(np.mean(v)) for k, v in by.items()} for t, by in everything.items()},
+        "everything_instances": {t: {k: int(c[1]) for k, c in by.items()} for t, by in counts.items()},
+        "everything_f1_at_0.5": {t: {k: float(2 * c[0] / max(c[1] + c[2], 1)) for k, c in by.items()}
+                                 for t, by in counts.items()},
     }
 
 
@@ -116,6 +122,9 @@ def main() -> None:
         matched = report["everything_matched_iou"][text]
         print(f"  text {text!r}: semantic IoU {report['text_semantic_iou'][text]:.3f}; segment-everything "
               "matched IoU " + ", ".join(f"{matched[k]:.3f} ({k})" for k in STRATEGIES))
+        found, f1 = report["everything_instances"][text], report["everything_f1_at_0.5"][text]
+        print(f"    instances found, F1 at IoU 0.5: "
+              + ", ".join(f"{found[k]}, {f1[k]:.3f} ({k})" for k in STRATEGIES))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))
 

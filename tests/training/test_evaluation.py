@@ -213,3 +213,16 @@ def test_eval_propagation_cli_on_a_z_stack_folder_reports_the_tube_and_the_floor
     floor = report["baseline"]
     assert floor["name"].startswith("random walker") and floor["extent_error"] <= 1 and floor["j_volume"] > 0.5
     assert "J_vol" in capsys.readouterr().out
+
+
+def test_matches_at_counts_false_instances_that_matched_iou_ignores():
+    from napari_seem.evaluation.instances import matched_ious, matches_at
+
+    truth = np.zeros((20, 20), np.int32)
+    truth[2:8, 2:8], truth[12:18, 12:18] = 1, 2
+    found = truth.copy()
+    found[0, :], found[19, :5] = 3, 4  # two false instances on the background
+    assert matched_ious(found, truth) == [1.0, 1.0]
+    assert matches_at(found, truth) == (2, 4, 2)  # F1 = 4 / 6
+    with pytest.raises(ValueError):
+        matches_at(found, truth, threshold=0.3)
