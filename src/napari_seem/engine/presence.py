@@ -27,7 +27,8 @@ class PresenceSignals:
     frame; 0: undecided; < 0: like its surroundings; 1 when it has no appearance).
     ``area_ratio``: area over the object's area on its anchor frame (1 when unknown).
     ``contrast``: the mask's :func:`contrast` over the object's on its anchor frame (1: stands out
-    as much as there; 0: not at all; 1 when unknown).
+    as much as there; 0: not at all; 1 when unknown; NaN when neither the rule reads it nor the
+    session's ``detailed_signals`` is on).
     """
 
     peak: float
@@ -54,7 +55,8 @@ class Track:
     low: float = 1.0
 
     def keep(self, s: PresenceSignals) -> None:
-        self.peak, self.low = max(self.peak, s.contrast), min(self.low, s.contrast)
+        if s.contrast == s.contrast:  # not NaN (not measured)
+            self.peak, self.low = max(self.peak, s.contrast), min(self.low, s.contrast)
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,10 @@ class PresenceRule:
     refocus: float | None = None
     min_iou: float = 0.0
     gap: int = 0
+
+    @property
+    def reads_contrast(self) -> bool:
+        return self.min_contrast is not None or self.refocus is not None
 
     def misses(self, s: PresenceSignals, track: Track | None = None) -> bool:
         track = track or Track()

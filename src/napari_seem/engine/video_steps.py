@@ -210,6 +210,7 @@ class _Stepping:
         logits_of: dict[int, torch.Tensor] = {}
         looks: dict[int, torch.Tensor | None] = {}
         class_embs: dict[int, torch.Tensor] = {}
+        measure_contrast = self.detailed_signals or getattr(self.rule, "reads_contrast", True)
         with torch.no_grad():
             groups = [[o for o in carried if sources[o] == src] for src in sorted({sources[o] for o in carried})]
             for chunk in (c for group in groups for c in _chunks(group, self.objects_per_pass)):
@@ -232,7 +233,8 @@ class _Stepping:
                 self.signals.setdefault(frame, {})[o] = signals(
                     result.logits, result.mask, before[o].mask, target.features.mask_features,
                     self._anchor_feature(o, anchors[o]), looks[o], self._anchor_area(o, anchors[o]),
-                    self._contrast_ratio(o, anchors[o], target, result.logits), self.detailed_signals)
+                    self._contrast_ratio(o, anchors[o], target, result.logits) if measure_contrast else float("nan"),
+                    self.detailed_signals)
                 if self._misses(result, before[o], self.signals[frame][o], tracks[o]):
                     missed.add(o)
                 else:
