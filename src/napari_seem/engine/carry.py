@@ -6,7 +6,7 @@ An object carried from frame ``t-1`` to ``t`` gets ``[h, w]`` logits at the mode
 * SEEM's own answer to the object's memory and reference-region prompt (``decoder_weight``);
 * the object's appearance score (:mod:`~napari_seem.engine.appearance`): its foreground and
   background prototypes in SEEM's ``mask_features``, taken on its anchor frame (``appearance_weight``);
-* optionally the previous mask as a shape prior (``prior_weight``),
+* the previous mask as a shape prior (``prior_weight``; docs/propagation.md has the figures),
 
 held at ``CLIPPED_LOGIT`` at most outside the *reach* of its previous mask (the object moves less
 than ``reach`` object radii per frame). Objects given as masks (a painted or known object) are used
@@ -41,7 +41,7 @@ class PropagationConfig:
     reach: float = 0.5  # the new mask stays within this many object radii of the previous mask (0: anywhere)
     min_reach: int = 2  # ... and at least this many logit cells
     ring: float = 0.5  # the background prototype's ring, in object radii
-    prior_weight: float = 0.0  # the previous mask as a prior (logits at its far inside / outside)
+    prior_weight: float = 4.0  # the previous mask as a prior (logits at its far inside / outside)
     prior_width: float = 0.3  # ... reached this many object radii from its edge
     exclusive: bool = False  # a pixel goes to the carried object with the highest logit only
 
