@@ -107,8 +107,19 @@ def shape_prior(share: torch.Tensor, width: float) -> torch.Tensor:
     from scipy.ndimage import distance_transform_edt
 
     inside = (share >= 0.5).numpy()
-    signed = distance_transform_edt(inside) - distance_transform_edt(~inside)
-    return torch.from_numpy(np.clip(signed / max(width, 1.0), -1.0, 1.0)).float()
+    width = max(width, 1.0)
+    out = np.full(inside.shape, -1.0, np.float32)
+    rows, cols = np.flatnonzero(inside.any(1)), np.flatnonzero(inside.any(0))
+    if not len(rows):
+        return torch.from_numpy(out)
+    # Only a window around the mask: farther than ``width`` outside it the prior is -1 anyway.
+    margin = int(np.ceil(width)) + 1
+    y0, y1 = max(rows[0] - margin, 0), min(rows[-1] + margin + 1, inside.shape[0])
+    x0, x1 = max(cols[0] - margin, 0), min(cols[-1] + margin + 1, inside.shape[1])
+    window = inside[y0:y1, x0:x1]
+    signed = distance_transform_edt(window) - distance_transform_edt(~window)
+    out[y0:y1, x0:x1] = np.clip(signed / width, -1.0, 1.0)
+    return torch.from_numpy(out)
 
 
 def _unit(v: torch.Tensor) -> torch.Tensor:
