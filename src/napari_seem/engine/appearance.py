@@ -72,6 +72,7 @@ def appearance(unit: torch.Tensor, share: torch.Tensor, ring: float = 0.5) -> Ap
     """The object's prototypes from its cell ``share`` on a frame with ``unit`` features: inside:
     cells at least ``INSIDE_SHARE`` covered (the most covered ones if none is); background: the
     uncovered cells within ``max(2, ring * radius)`` cells of it. ``None`` for an empty mask."""
+    share = share.to(unit.device)
     if not bool((share > 0).any()):
         return None
     inside = share >= INSIDE_SHARE
@@ -96,7 +97,7 @@ def score(unit: torch.Tensor, app: Appearance, cells: torch.Tensor | None = None
     direction = app.foreground - app.background
     if cells is None:
         return torch.einsum("chw,c->hw", unit, direction) * app.scale
-    out = torch.full(unit.shape[1:], -TARGET_LOGIT)
+    out = torch.full(unit.shape[1:], -TARGET_LOGIT, device=unit.device)
     out[cells] = (direction @ unit[:, cells]) * app.scale
     return out
 

@@ -52,16 +52,17 @@ def evidence(config: PropagationConfig, decoded: torch.Tensor, previous: np.ndar
     """``([h, w] logits, [h, w] appearance score or None)`` of one object on a frame: ``decoded``
     (``[h, w]``, the decoder's answer), its ``previous`` plane mask (bool ``[H, W]``), its anchor
     appearance ``app`` and the frame's ``unit`` features ``[C, h, w]``, ``features``, ``prepared``."""
-    share = cell_share(previous, features, prepared)
+    share = cell_share(previous, features, prepared)  # on the CPU: the prior is a numpy distance transform
     radius = object_radius_cells(share)
-    reach = dilate_cells(share > 0, max(config.min_reach, int(round(config.reach * radius))))
+    device = decoded.device
+    reach = dilate_cells(share > 0, max(config.min_reach, int(round(config.reach * radius)))).to(device)
     out = config.decoder_weight * decoded
     looks = None
     if app is not None and config.appearance_weight > 0:
         looks = score(unit, app, reach)
         out = out + config.appearance_weight * looks
     if config.prior_weight > 0:
-        out = out + config.prior_weight * shape_prior(share, radius * config.prior_width)
+        out = out + config.prior_weight * shape_prior(share, radius * config.prior_width).to(device)
     if config.reach > 0:
         out = torch.where(reach, out, out.clamp(max=CLIPPED_LOGIT))
     return out, looks
