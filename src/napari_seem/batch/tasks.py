@@ -54,14 +54,16 @@ class EverythingOptions:
 @dataclass(frozen=True)
 class PropagateOptions:
     """The stack's objects (each on its ``frame``), the propagation ``axis`` of the file's array, the
-    ``direction`` and the lost-object criteria (``VideoSession``'s ``lost_iou``/``lost_score``;
-    None: the session's defaults)."""
+    ``direction``, the lost-object criteria (``VideoSession``'s ``lost_iou``/``lost_score``;
+    None: the session's defaults) and the ``stack_kind`` (``"time"``, or ``"z"``: an object ends
+    where its nucleus fades, docs/propagation.md)."""
 
     objects: tuple[ObjectSpec, ...]
     axis: int = 0
     direction: str = "both"
     lost_iou: float | None = None
     lost_score: float | None = None
+    stack_kind: str = "time"
 
 
 @dataclass(frozen=True)
@@ -264,7 +266,7 @@ def _propagate(predictor, task: Task) -> tuple[np.ndarray, list[dict], bool]:
     _check_frames(options.objects, frames.shape[0], task.source)
     predictor.set_vocabulary(None)
     lost = {k: v for k, v in (("lost_iou", options.lost_iou), ("lost_score", options.lost_score)) if v is not None}
-    session = VideoSession(predictor, frames, **lost)
+    session = VideoSession(predictor, frames, stack_kind=options.stack_kind, **lost)
     for frame in sorted({o.frame for o in options.objects}):
         session.add_objects(frame, {o.object_id: o.prompt for o in options.objects if o.frame == frame})
     for _ in session.propagate(options.direction):

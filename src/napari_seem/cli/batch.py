@@ -67,6 +67,9 @@ def add_batch_parsers(sub) -> None:
     propagate.add_argument("--lost-score", type=float,
                            help="an object whose mask stability is below this is lost "
                                 "(default: VideoSession's lost_score; 0: never)")
+    propagate.add_argument("--stack-kind", choices=("time", "z"), default="time",
+                           help="time: a time-lapse; z: a z-stack, where each object ends where its nucleus "
+                                "fades (default time)")
     propagate.set_defaults(func=run_propagate)
 
 
@@ -170,7 +173,8 @@ def run_propagate(args: argparse.Namespace) -> dict[str, Any]:
 
     inputs = find_inputs(args.inputs)
     objects = _objects(args.prompts, inputs)
-    return _run(args, inputs, [PropagateOptions(tuple(o), args.axis, args.direction, args.lost_iou, args.lost_score)
+    return _run(args, inputs, [PropagateOptions(tuple(o), args.axis, args.direction, args.lost_iou, args.lost_score,
+                                                       args.stack_kind)
                                   for o in objects], None)
 
 
