@@ -9,11 +9,11 @@
 #
 # DATA_ROOT: the shared data folder (default ../shared/data); WORK_DIR: where the run goes (default
 # runs/default_tiny); STOP_AFTER: the step of the 30,000-step schedule whose weights are shipped
-# (default 16500, the shipped file's; its record's metrics.steps says which). The learning rate
+# (default 25000, the shipped file's; its record's metrics.steps says which). The learning rate
 # follows the 30,000-step schedule whatever STOP_AFTER is, so a snapshot of a longer run and a run
 # stopped there are the same model.
 #
-# About 0.7 s per step on 1 thread of this project's 2-core CPU (3.5 hours to step 16500). The
+# About 0.7 s per step on 1 thread of this project's 2-core CPU (about 5 hours to step 25000). The
 # run checkpoints every 500 steps (WORK/scratch/train_state.pt) and the same command continues
 # it after an interruption. The shipped run was interrupted at each session's end and resumed; its
 # first ~2,500 steps ran with --threads 2, the rest with 1. Training is seeded, but the weights
@@ -26,7 +26,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/setup.sh
 DATA="${1:-../shared/data}"
 WORK="${2:-runs/default_tiny}"
-STOP="${3:-16500}"
+STOP="${3:-25000}"
 
 .venv/bin/napari-seem train --data "$DATA/dsb2018_train:nucleus:1.5" --data "$DATA/usiigaci_train:cell:1" \
     --prompt-similarity --out "$WORK/scratch" --steps 30000 --stop-after "$STOP" --crop 192 --lr 5e-4 \
