@@ -95,7 +95,7 @@ def test_segment_on_the_cluster_equals_the_single_process_run(client, inputs, ti
 
 
 def test_everything_on_the_cluster_equals_the_single_process_run(client, inputs, tiny_checkpoint, tmp_path):
-    options = ["--vocabulary", "nucleus,cell", "--object-threshold", "0", "--overlap-threshold", "0",
+    options = ["--vocabulary", "nucleus,cell", "--strategy", "queries", "--object-threshold", "0", "--overlap-threshold", "0",
                "--format", "zarr"]
     ref_code, reference = run_batch("everything", inputs, tmp_path / "ref", tiny_checkpoint, *options, "--local")
     code, summary = run_batch("everything", inputs, tmp_path / "out", tiny_checkpoint, *options,

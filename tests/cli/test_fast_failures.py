@@ -113,3 +113,23 @@ def test_eval_interactive_checks_its_data_before_loading_a_model(tmp_path, monke
     for message, options in cases.items():
         assert main(["eval", "interactive", *options]) == 2, message
         assert message in capsys.readouterr().err
+
+
+def test_auto_everything_uses_the_point_grid_for_models_napari_seem_trained(tmp_path):
+    """A fine-tuned default model's object queries are as weak as the default's: "auto" picks the
+    point grid for it, and the object queries for an official checkpoint."""
+    import argparse
+
+    from napari_seem.cli.batch import everything_strategy
+    from toy_checkpoint import save_toy_checkpoint, save_toy_official
+
+    def auto(checkpoint=None, variant=None) -> str:
+        return everything_strategy("auto", argparse.Namespace(checkpoint=checkpoint, variant=variant))
+
+    assert auto() == "points"
+    assert auto(save_toy_checkpoint(tmp_path / "mine.pt")) == "points"
+    assert auto(save_toy_official(tmp_path / "official.pt"), variant="focalt_v1") == "queries"
+    assert auto(save_toy_official(tmp_path / "official2.pt")) == "queries"
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
+    assert auto(tmp_path / "broken.pt") == "queries"  # loading the model then says what is wrong
+    assert everything_strategy("queries", argparse.Namespace(checkpoint=None, variant=None)) == "queries"

@@ -50,7 +50,8 @@ def add_batch_parsers(sub) -> None:
     everything.add_argument("--strategy", choices=("auto", "queries", "points"), default="auto",
                             help="queries: SEEM's object queries (the thresholds above); points: a 16 x 16 grid of "
                                  "clicks, stable masks kept; auto (default): points for the embedded default "
-                                 "model, whose object queries are weak, queries for other models")
+                                 "model and models napari-seem trained, whose object queries are weak, queries "
+                                 "for official checkpoints")
     _add_planes_per_task(everything)
     everything.set_defaults(func=run_everything)
 
@@ -161,11 +162,24 @@ def run_everything(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def everything_strategy(choice: str, args: argparse.Namespace) -> str:
-    """``"auto"`` resolved: the point grid for the embedded default model (no ``--checkpoint`` nor
-    ``--variant``: its object queries are weak), the object queries for any other model."""
+    """``"auto"`` resolved: the point grid for napari-seem's own model family (the embedded default,
+    or a ``--checkpoint`` that napari-seem trained, e.g. fine-tuned from it: their object queries are
+    weak), the object queries for official checkpoints (``--variant``, or a file without a
+    napari-seem config)."""
     if choice != "auto":
         return choice
-    return "points" if args.checkpoint is None and args.variant is None else "queries"
+    if args.variant is not None:
+        return "queries"
+    if args.checkpoint is None:
+        return "points"
+    from pathlib import Path
+
+    from napari_seem.training.checkpoint import CheckpointError, is_trained_checkpoint
+
+    try:
+        return "points" if Path(args.checkpoint).is_file() and is_trained_checkpoint(args.checkpoint) else "queries"
+    except CheckpointError:  # loading the model says what is wrong with the file
+        return "queries"
 
 
 def run_propagate(args: argparse.Namespace) -> dict[str, Any]:

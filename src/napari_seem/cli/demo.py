@@ -42,7 +42,8 @@ def add_demo_parser(sub) -> None:
     demo.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
     demo.add_argument("--everything", choices=("auto", "queries", "points"), default="auto",
                       help="segment-everything strategy: auto (default) = points (a grid of clicks) for the "
-                           "embedded default model, the object queries for other models")
+                           "embedded default model and models napari-seem trained, the object queries for "
+                           "official checkpoints")
     demo.set_defaults(func=run_demo)
 
 
