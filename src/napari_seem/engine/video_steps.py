@@ -298,10 +298,12 @@ class _Stepping:
         prev_logits: torch.Tensor | None,
         anchors: list[torch.Tensor | None],
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`_decode_from` before the conversion to results: logits ``[N, h, w]`` and class
-        embeddings ``[N, C]`` of each object's chosen query."""
+        """Regions ``masks [N, H_img, W_img]`` of ``source`` as reference prompts on ``target``, with
+        ``prev_logits [1, N, h, w]`` as memory (v1 layout: per-object prompts): logits ``[N, h, w]``
+        and class embeddings ``[N, C]`` of each object's chosen query."""
         generator = torch.Generator().manual_seed(self.predictor.seed)
         prompt = self.model.encode_visual_prompt(source.features, masks, generator=generator)
+        # The generator draws the spatial queries; memory tokens stay split evenly among the objects.
         out = self.model.decode(target.features, spatial=prompt, prev_mask=prev_logits, generator=generator,
                                 include_object_queries=False)
         pred = out.final["queries_spatial"]
@@ -317,18 +319,9 @@ class _Stepping:
         prev_logits: torch.Tensor | None,
         anchors: list[torch.Tensor | None],
     ) -> list[ObjectResult]:
-        """Regions ``masks [N, H_img, W_img]`` of ``source`` as reference prompts on ``target``, with
-        ``prev_logits [1, N, h, w]`` as memory; one result per region (v1 layout: per-object prompts)."""
-        generator = torch.Generator().manual_seed(self.predictor.seed)
-        prompt = self.model.encode_visual_prompt(source.features, masks, generator=generator)
-        # The generator draws the spatial queries; memory tokens stay split evenly among the objects.
-        out = self.model.decode(target.features, spatial=prompt, prev_mask=prev_logits, generator=generator,
-                                include_object_queries=False)
-        pred = out.final["queries_spatial"]
-        embedding = self._blend(prompt.pos_embedding, anchors)
-        logits, index, _ = select_by_embedding(pred, embedding, per_object=True)
-        class_emb = pred.class_emb[0, index[0]]  # [N, C]
-        return logits_to_results(logits[0], class_emb, target.features, target.prepared, self.model,
+        """:meth:`_decode_raw` as one result per region."""
+        logits, class_emb = self._decode_raw(source, target, masks, prev_logits, anchors)
+        return logits_to_results(logits, class_emb, target.features, target.prepared, self.model,
                                  self.predictor.vocabulary)
 
     def _blend(self, embedding: torch.Tensor, anchors: list[torch.Tensor | None]) -> torch.Tensor:
