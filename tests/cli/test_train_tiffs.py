@@ -64,3 +64,11 @@ def test_train_without_data_or_with_empty_labels_says_what_is_missing(tiff_folde
         tifffile.imwrite(path, np.zeros_like(tifffile.imread(path)))
     assert main(["train", "--tiffs", f"{images}:{labels}", "--out", str(tmp_path / "run"), *FAST]) == 2
     assert "nothing to train on" in capsys.readouterr().err
+
+
+def test_selection_weight_reaches_the_loss_and_the_record(tiff_folders, tmp_path, capsys):
+    images, labels = tiff_folders
+    args = ["train", "--tiffs", f"{images}:{labels}", "--out", str(tmp_path / "run"), "--selection-weight", "0", *FAST]
+    assert main(args) == 0, capsys.readouterr().err
+    tasks = read_record(tmp_path / "run" / "model.pt")["training"]["tasks"]
+    assert tasks["weights"]["selection_weight"] == 0.0

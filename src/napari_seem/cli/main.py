@@ -103,7 +103,7 @@ def _init_checkpoint(init: str | None) -> str | None:
 def run_train(args: argparse.Namespace) -> dict:
     import shlex
 
-    from napari_seem.training import Augmentation, TaskConfig, TrainConfig, read_record, train
+    from napari_seem.training import Augmentation, LossWeights, TaskConfig, TrainConfig, read_record, train
 
     from napari_seem.training.loop import packed_specs
 
@@ -120,6 +120,7 @@ def run_train(args: argparse.Namespace) -> dict:
         deep_supervision=not args.no_deep_supervision,
         # Absolute-position models: crops stand anywhere in a 512-pixel (model-scale) image.
         position_offset=float(max(512 - args.crop, 0)),
+        weights=LossWeights(selection_weight=args.selection_weight),
     )
     log_every = args.log_every
 
@@ -193,6 +194,9 @@ def _add_train_parser(sub) -> None:
     train.add_argument("--generic-fraction", type=float, default=1.0, help="share of steps with generic segmentation")
     train.add_argument("--grounding-fraction", type=float, default=1.0, help="share of steps with text grounding")
     train.add_argument("--no-deep-supervision", action="store_true", help="supervise the last decoder layer only")
+    train.add_argument("--selection-weight", type=float, default=2.0,
+                       help="weight of the cross-entropy that picks one of a prompt's candidate masks (default 2; "
+                            "0 drops it, e.g. while the candidates coincide)")
     train.add_argument("--time-limit", type=float, help="stop and save after this many minutes")
     train.add_argument("--device", default="auto", help="auto (a GPU when there is one, else the CPU), cpu, "
                        "cuda, cuda:1, mps, ... (default: auto)")
