@@ -9,11 +9,11 @@ model learns that on such images the dark compact blob is the object, not the ce
 Drawing, at ``size`` x ``size`` pixels (1024 by default; the training pipeline rescales to the
 model's 512):
 
-- a bright, slightly uneven background (220-245 gray levels) with shot noise;
+- a bright, slightly uneven background (220-245 gray levels) with Gaussian noise;
 - 6-22 cells: irregular closed outlines (a radius with a few random harmonics), translucent, so
-  overlapping cells darken each other; a darker rim, folds and a grainy texture;
-- one nucleus in most cells (sometimes none or two): an ellipse 5-16 px in radius, dark (40-120
-  gray levels), grainy, its edge blurred by about a pixel; plus a few free round cells (a nucleus
+  overlapping cells darken each other; a darker rim and a grainy texture;
+- one nucleus in most cells (sometimes none or two): a rounded blob 5-16 px in radius, dark (about
+  40-140 gray levels), grainy, its edge blurred by about a pixel; plus a few free round cells (a nucleus
   with little cytoplasm);
 - small faint debris that is not labelled.
 
@@ -112,11 +112,12 @@ def _nucleus(shape, cy, cx, rng, nuclei, darkness, label, cell, fine) -> None:
 
 def _relabel(labels: np.ndarray) -> np.ndarray:
     """Consecutive ids 1..N; ids left with under 12 pixels (occluded) are dropped."""
-    ids, counts = np.unique(labels[labels > 0], return_counts=True)
-    out = np.zeros_like(labels)
-    for new, old in enumerate(ids[counts >= 12], start=1):
-        out[labels == old] = new
-    return out
+    counts = np.bincount(labels.ravel())
+    keep = np.flatnonzero(counts >= 12)
+    keep = keep[keep > 0]
+    table = np.zeros(counts.size, labels.dtype)
+    table[keep] = np.arange(1, keep.size + 1)
+    return table[labels]
 
 
 def write_folder(out: str | Path, count: int, seed: int = 0, size: int = 1024) -> None:
