@@ -121,6 +121,7 @@ def run_train(args: argparse.Namespace) -> dict:
         # Absolute-position models: crops stand anywhere in a 512-pixel (model-scale) image.
         position_offset=float(max(512 - args.crop, 0)),
         weights=LossWeights(selection_weight=args.selection_weight),
+        video_fraction=args.video_fraction,
     )
     log_every = args.log_every
 
@@ -197,6 +198,9 @@ def _add_train_parser(sub) -> None:
     train.add_argument("--selection-weight", type=float, default=2.0,
                        help="weight of the cross-entropy that picks one of a prompt's candidate masks (default 2; "
                             "0 drops it, e.g. while the candidates coincide)")
+    train.add_argument("--video-fraction", type=float, default=0.0,
+                       help="share of steps that train propagation on a crop and a moved copy of it "
+                            "(pseudo-video, default 0)")
     train.add_argument("--time-limit", type=float, help="stop and save after this many minutes")
     train.add_argument("--device", default="auto", help="auto (a GPU when there is one, else the CPU), cpu, "
                        "cuda, cuda:1, mps, ... (default: auto)")

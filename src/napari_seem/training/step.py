@@ -35,6 +35,7 @@ from .losses import (
     interactive_loss,
     total,
 )
+from .pseudo_video import Motion, make_pair, pseudo_video_decode
 from .simulate import PROMPT_KINDS, click_mask, simulate_prompt
 
 
@@ -60,6 +61,8 @@ class TaskConfig:
     ``position_offset``: for models with ``absolute_position``, each step places its crops at a
     random offset of up to this many input pixels, so the positions a crop sees cover those of a
     whole image (512 pixels on the long side at inference).
+    ``video_fraction``: share of the steps that are pseudo-video propagation steps instead
+    (:mod:`~napari_seem.training.pseudo_video`; interactive loss only), moved by ``motion``.
     """
 
     generic: float = 1.0
@@ -79,6 +82,8 @@ class TaskConfig:
     num_points: int | None = 4096
     templates: bool = True
     weights: LossWeights = field(default_factory=LossWeights)
+    video_fraction: float = 0.0
+    motion: Motion = field(default_factory=Motion)
 
 
 # ---------------------------------------------------------------------------------------- prompts
@@ -211,6 +216,11 @@ def training_step(
     """Loss of one batch (to backpropagate) and its parts as floats (final-layer terms)."""
     if not (tasks.generic > 0 or tasks.interactive > 0 or tasks.grounding > 0):
         raise ValueError("every task weight is 0: nothing to train")
+    if tasks.video_fraction > 0 and tasks.interactive > 0 and rng.random() < tasks.video_fraction:
+        with placed_at(model, _random_offset(model, tasks, rng)):
+            result = _video_step(model, batch, tasks, rng, generator)
+        if result is not None:
+            return result
     generic = tasks.generic > 0 and rng.random() < tasks.generic_fraction
     grounding = tasks.grounding > 0 and rng.random() < tasks.grounding_fraction
     interactive = tasks.interactive > 0
@@ -266,6 +276,30 @@ def _step(model, batch, tasks, rng, generator, generic: bool, grounding: bool, i
         spatial_query_indices=indices, include_object_queries=generic, keep_aux=tasks.deep_supervision,
     )
     return _losses(model, out, state, tasks, generator)
+
+
+def _video_step(model, batch, tasks, rng, generator) -> tuple[torch.Tensor, dict[str, float]] | None:
+    """A pseudo-video propagation step (:mod:`~napari_seem.training.pseudo_video`), or ``None`` when
+    the motion left an image without an object to prompt."""
+    wanted = 1 if rng.random() < tasks.single_object_fraction else tasks.objects_per_image
+    num_objects = max(1, min(wanted, max(m.shape[0] for m in batch.masks)))
+    pair = make_pair(batch, num_objects, tasks.motion, rng)
+    if pair is None:
+        return None
+    out, _ = pseudo_video_decode(model, pair, num_objects, tasks.prompt_points, rng, generator,
+                                       tasks.deep_supervision)
+    crop = pair.target_masks[0].shape[-1]
+    size = (crop // tasks.interactive_stride, crop // tasks.interactive_stride)
+    targets = torch.stack([downsample_masks(torch.from_numpy(t), size).flatten(1) for t in pair.target_masks])
+    layers = out.predictions[1:] if tasks.deep_supervision else out.predictions
+    loss = torch.zeros((), device=batch.images.device)
+    logs: dict[str, float] = {}
+    for prediction in layers:
+        terms = _interactive(prediction["queries_spatial"], out.spatial, targets)
+        loss = loss + total(terms, tasks.weights, tasks.interactive)
+    logs.update({f"video/{k}": float(v.detach()) for k, v in terms.items()})
+    logs["loss"] = float(loss.detach())
+    return loss, logs
 
 
 def _unsupervised_rounds(
