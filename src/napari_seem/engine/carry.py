@@ -11,6 +11,12 @@ An object carried from frame ``t-1`` to ``t`` gets ``[h, w]`` logits at the mode
 held at ``CLIPPED_LOGIT`` at most outside the *reach* of its previous mask (the object moves less
 than ``reach`` object radii per frame). Objects given as masks (a painted or known object) are used
 as they are on their frame (:func:`given_mask_result`).
+
+With ``calibrate``, an object given as a mask also sets its own threshold: a step from its frame
+onto that same frame gives logits whose ``> 0`` region should be the given mask, and the offset that
+makes it so best (:func:`calibration_offset`) is added to the object's logits on every frame carried
+from there. The mask the user drew says where this object's outline lies, which the model's
+threshold, trained on other images, does not know.
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ class PropagationConfig:
     prior_weight: float = 4.0  # the previous mask as a prior (logits at its far inside / outside)
     prior_width: float = 0.3  # ... reached this many object radii from its edge
     exclusive: bool = False  # a pixel goes to the carried object with the highest logit only
+    calibrate: bool = True  # a given mask sets its object's logit offset (calibration_offset)
+    max_offset: float = 3.0  # ... of at most this size
 
 
 def evidence(config: PropagationConfig, decoded: torch.Tensor, previous: np.ndarray, app: Appearance | None,
@@ -66,6 +74,25 @@ def evidence(config: PropagationConfig, decoded: torch.Tensor, previous: np.ndar
     if config.reach > 0:
         out = torch.where(reach, out, out.clamp(max=CLIPPED_LOGIT))
     return out, looks
+
+
+def calibration_offset(logits: torch.Tensor, target: torch.Tensor, limit: float = 3.0, step: float = 0.25,
+                       tolerance: float = 0.02) -> float:
+    """The smallest offset ``b`` in ``[-limit, limit]`` (a multiple of ``step``) for which
+    ``logits + b > 0`` overlaps bool ``target`` (``[h, w]`` both) within ``tolerance`` of the best
+    IoU: where the IoU hardly changes with ``b`` the offset is not moved for nothing. 0 for an empty
+    target."""
+    if not bool(target.any()):
+        return 0.0
+    offsets = torch.arange(-limit, limit + step / 2, step, dtype=logits.dtype)
+    offsets = offsets[torch.argsort(offsets.abs(), stable=True)]  # 0 first, then +-step, ...
+    masks = (logits[None] + offsets[:, None, None].to(logits.device)) > 0  # [K, h, w]
+    target = target.to(logits.device)
+    inter = (masks & target).flatten(1).sum(1)
+    union = (masks | target).flatten(1).sum(1)
+    iou = inter.float() / union.clamp(min=1).float()
+    near = torch.nonzero(iou >= iou.max() - tolerance).flatten()
+    return float(offsets[int(near[0])])  # the first of the near-best: the smallest |b|
 
 
 def exclusive(evidence: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:

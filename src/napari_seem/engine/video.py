@@ -72,7 +72,7 @@ from napari_seem.model import ImageFeatures
 from napari_seem.prompts import ObjectPrompt, PromptError, ReferenceRegion, validate
 
 from .appearance import Appearance, appearance, cell_share
-from .carry import PropagationConfig, given_mask_result, only_masks
+from .carry import PropagationConfig, calibration_offset, evidence, given_mask_result, only_masks
 from .conversion import logits_to_model_masks, resize_mask_nearest
 from .feature_cache import FeatureCache, encode_prepared
 from .heap import release_free_memory
@@ -145,6 +145,7 @@ class VideoSession(_Stepping):
         self.lost: dict[int, set[int]] = {}
         self.prompted_frames: dict[int, list[int]] = {}
         self._anchor_embeddings: dict[int, dict[int, tuple[torch.Tensor | None, torch.Tensor | None]]] = {}
+        self._offsets: dict[int, dict[int, float]] = {}  # object -> anchor frame -> logit offset (calibrate)
         self.detailed_signals = False  # also measure the signals no rule reads (PresenceSignals)
         self.signals: dict[int, dict[int, PresenceSignals]] = {}  # frame -> object -> its last decode's signals
         self.given_masks = given_masks
@@ -276,6 +277,8 @@ class VideoSession(_Stepping):
                 results.update(zip(rest, answers))
             for o in ids:
                 self._remember_anchor(frame, o, entry, results[o])
+                if self.config.calibrate and self.given_masks and only_masks(prompts[o]) is not None:
+                    self._calibrate(frame, o, entry, results[o])
         for o in ids:
             self._store_prompted(frame, o, results[o])
         return {o: results[o] for o in ids}
@@ -296,6 +299,7 @@ class VideoSession(_Stepping):
             if t in self.prompted_frames.get(object_id, []):
                 self.prompted_frames[object_id].remove(t)
                 self._anchor_embeddings[object_id].pop(t, None)
+                self._offsets.get(object_id, {}).pop(t, None)
         if not self.prompted_frames.get(object_id, True):
             del self.prompted_frames[object_id]
 
@@ -353,6 +357,18 @@ class VideoSession(_Stepping):
         share = cell_share(result.mask, entry.features, entry.prepared)
         self._appearances.setdefault(object_id, {})[frame] = appearance(entry.unit, share, self.config.ring)
         self._contrasts.setdefault(object_id, {})[frame] = self._contrast(entry, result.logits)
+
+    def _calibrate(self, frame: int, object_id: int, entry: _EncodedFrame, given: ObjectResult) -> None:
+        """``PropagationConfig.calibrate``: the logit offset of an object given as a mask on ``frame``,
+        from a step of the object onto its own frame (:func:`~napari_seem.engine.carry.calibration_offset`)."""
+        masks = logits_to_model_masks(given.logits[None], entry.features)
+        anchor = [self._anchor_embedding(object_id, frame)]
+        raw, _ = self._decode_raw(entry, entry, masks, given.logits[None, None], anchor)
+        app = self._appearances.get(object_id, {}).get(frame)
+        logits, _ = evidence(self.config, raw[0], given.mask, app, entry.unit, entry.features, entry.prepared)
+        target = cell_share(given.mask, entry.features, entry.prepared) > 0.5
+        offset = calibration_offset(logits.cpu(), target, self.config.max_offset)
+        self._offsets.setdefault(object_id, {})[frame] = offset
 
     def _set(self, frame: int, object_id: int, result: ObjectResult | None, lost: bool) -> None:
         """Store (or with ``None`` remove) one object's result and lost flag on one frame."""

@@ -177,6 +177,7 @@ class _Stepping:
             self._anchor_embeddings.pop(d, None)
             self._appearances.pop(d, None)
             self._contrasts.pop(d, None)
+            self._offsets.pop(d, None)
 
     def _anchor_frame(self, object_id: int, source: int) -> int | None:
         """The source if the user prompted it there, else the object's most recently prompted frame."""
@@ -223,6 +224,7 @@ class _Stepping:
                     app = self._appearances.get(o, {}).get(anchors[o]) if anchors[o] is not None else None
                     logits_of[o], looks[o] = evidence(self.config, raw[n], before[o].mask, app, target.unit,
                                                       target.features, target.prepared)
+                    logits_of[o] = logits_of[o] + self._offset(o, anchors[o])
                     class_embs[o] = class_emb[n : n + 1]
             if self.config.exclusive and len(logits_of) > 1:
                 logits_of = exclusive(logits_of)
@@ -256,6 +258,10 @@ class _Stepping:
         if not first:
             return 1.0
         return self._contrast(entry, logits) / first
+
+    def _offset(self, object_id: int, anchor: int | None) -> float:
+        """The object's logit offset from its anchor frame (``PropagationConfig.calibrate``; else 0)."""
+        return self._offsets.get(object_id, {}).get(anchor, 0.0) if anchor is not None else 0.0
 
     def _anchor_area(self, object_id: int, frame: int | None) -> int | None:
         result = self.results.get(frame, {}).get(object_id) if frame is not None else None
