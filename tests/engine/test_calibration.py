@@ -1,4 +1,5 @@
-"""A mask given to a propagation sets its object's own threshold (``PropagationConfig.calibrate``)."""
+"""A mask given to a propagation sets its object's own threshold (``PropagationConfig.calibrate``), and a
+time-lapse object keeps its area (``keep_area``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from napari_seem.engine import SeemPredictor, VideoSession
-from napari_seem.engine.carry import PropagationConfig, calibration_offset
+from napari_seem.engine.carry import PropagationConfig, area_offset, calibration_offset
 from napari_seem.engine.conversion import mask_iou
 from napari_seem.model import build_seem
 from napari_seem.prompts import MaskPrompt, ObjectPrompt, Point
@@ -73,3 +74,31 @@ def test_only_given_masks_are_calibrated(predictor):
     assert session._offset(2, 0) == 0.0  # a click leaves the model's own threshold
     session.remove(1, 0)
     assert session._offset(1, 0) == 0.0
+
+
+def test_the_area_offset_is_the_smallest_raise_that_restores_the_area():
+    ramp = (torch.arange(40, dtype=torch.float32) * 0.25 - 5.0).repeat(4, 1)  # 4 x 40 cells, logit -5..4.75
+    assert (ramp > 0).sum() == 4 * 19
+    assert area_offset(ramp, 4 * 19) == 0.0  # already large enough: untouched
+    assert area_offset(ramp, 4 * 23) == 1.0  # four more columns: one logit
+    assert area_offset(ramp, 4 * 40) == 3.0  # out of reach: the limit
+
+
+@pytest.mark.parametrize("kind", ["time", "z"])
+def test_a_time_lapse_object_keeps_its_area_and_a_z_object_may_shrink(predictor, kind):
+    frames = _still_frames()
+    painted = np.zeros(frames.shape[1:], bool)
+    painted[12:36, 8:32] = True
+    session = VideoSession(predictor, frames, stack_kind=kind, **NEVER_LOST)
+    session.add_objects(0, {1: ObjectPrompt(masks=[MaskPrompt(painted)])})
+    cells = session._anchor_cells[1][0]
+    h, w = session._frame(0).features.mask_features.shape[-2:]
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    shrunk = 2.0 - torch.hypot(yy - h / 2, xx - w / 2)  # a disc of radius 2 cells: far below the anchor's area
+    assert (shrunk > 0).sum() < 0.5 * cells
+    kept = session._kept_area(1, 0, shrunk)
+    if kind == "z":  # a nucleus does shrink towards its ends
+        assert torch.equal(kept, shrunk)
+    else:
+        assert (kept > 0).sum() >= 0.9 * cells
+        assert ((kept - 0.25) > 0).sum() < 0.9 * cells  # the smallest raise that does it

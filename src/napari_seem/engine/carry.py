@@ -17,6 +17,12 @@ onto that same frame gives logits whose ``> 0`` region should be the given mask,
 makes it so best (:func:`calibration_offset`) is added to the object's logits on every frame carried
 from there. The mask the user drew says where this object's outline lies, which the model's
 threshold, trained on other images, does not know.
+
+In a time-lapse a cell keeps its size from frame to frame, while a carried mask tends to shrink:
+the prior holds it where the cell was and trims the side it moves towards, step after step. With
+``keep_area``, an object whose mask would cover fewer logit cells than that share of its mask on
+its anchor frame has its logits raised, by the smallest step that restores the share, at most
+``max_offset`` (:func:`area_offset`). Not in z-stacks, where a nucleus does shrink towards its ends.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ class PropagationConfig:
     exclusive: bool = False  # a pixel goes to the carried object with the highest logit only
     calibrate: bool = True  # a given mask sets its object's logit offset (calibration_offset)
     max_offset: float = 3.0  # ... of at most this size
+    keep_area: float = 0.9  # time-lapses: logits raised (<= max_offset) to keep this share of the anchor's area
 
 
 def evidence(config: PropagationConfig, decoded: torch.Tensor, previous: np.ndarray, app: Appearance | None,
@@ -74,6 +81,15 @@ def evidence(config: PropagationConfig, decoded: torch.Tensor, previous: np.ndar
     if config.reach > 0:
         out = torch.where(reach, out, out.clamp(max=CLIPPED_LOGIT))
     return out, looks
+
+
+def area_offset(logits: torch.Tensor, cells: float, limit: float = 3.0, step: float = 0.25) -> float:
+    """The smallest offset ``b`` in ``[0, limit]`` (a multiple of ``step``) for which ``logits + b > 0``
+    covers at least ``cells`` cells of ``logits [h, w]``; ``limit`` when none does."""
+    offsets = torch.arange(0.0, limit + step / 2, step, dtype=logits.dtype)
+    counts = ((logits[None] + offsets[:, None, None].to(logits.device)) > 0).flatten(1).sum(1)
+    enough = torch.nonzero(counts >= cells).flatten()
+    return float(offsets[int(enough[0])]) if len(enough) else float(offsets[-1])
 
 
 def calibration_offset(logits: torch.Tensor, target: torch.Tensor, limit: float = 3.0, step: float = 0.25,

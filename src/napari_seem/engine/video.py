@@ -146,6 +146,7 @@ class VideoSession(_Stepping):
         self.prompted_frames: dict[int, list[int]] = {}
         self._anchor_embeddings: dict[int, dict[int, tuple[torch.Tensor | None, torch.Tensor | None]]] = {}
         self._offsets: dict[int, dict[int, float]] = {}  # object -> anchor frame -> logit offset (calibrate)
+        self._anchor_cells: dict[int, dict[int, float]] = {}  # object -> anchor frame -> its logit cells there
         self.detailed_signals = False  # also measure the signals no rule reads (PresenceSignals)
         self.signals: dict[int, dict[int, PresenceSignals]] = {}  # frame -> object -> its last decode's signals
         self.given_masks = given_masks
@@ -300,6 +301,7 @@ class VideoSession(_Stepping):
                 self.prompted_frames[object_id].remove(t)
                 self._anchor_embeddings[object_id].pop(t, None)
                 self._offsets.get(object_id, {}).pop(t, None)
+                self._anchor_cells.get(object_id, {}).pop(t, None)
         if not self.prompted_frames.get(object_id, True):
             del self.prompted_frames[object_id]
 
@@ -351,11 +353,12 @@ class VideoSession(_Stepping):
 
     def _remember_anchor(self, frame: int, object_id: int, entry: _EncodedFrame, result: ObjectResult) -> None:
         """What later steps compare the object with, from its result on ``frame`` (its anchor there):
-        its embedding and mean feature, its appearance prototypes and its contrast."""
+        its embedding and mean feature, its appearance prototypes, its contrast and its area in cells."""
         self._anchor_embeddings.setdefault(object_id, {})[frame] = (
             self._embedding(entry, result), mean_feature(entry.features.mask_features, result.logits))
         share = cell_share(result.mask, entry.features, entry.prepared)
         self._appearances.setdefault(object_id, {})[frame] = appearance(entry.unit, share, self.config.ring)
+        self._anchor_cells.setdefault(object_id, {})[frame] = float((share > 0.5).sum())
         self._contrasts.setdefault(object_id, {})[frame] = self._contrast(entry, result.logits)
 
     def _calibrate(self, frame: int, object_id: int, entry: _EncodedFrame, given: ObjectResult) -> None:

@@ -20,7 +20,7 @@ from napari_seem.model import ImageFeatures
 from napari_seem.model.postprocess import select_by_embedding
 
 from .appearance import unit_features
-from .carry import daughters, evidence, exclusive, given_mask_result
+from .carry import area_offset, daughters, evidence, exclusive, given_mask_result
 from .conversion import (
     logit_cell_size,
     logits_to_model_masks,
@@ -178,6 +178,7 @@ class _Stepping:
             self._appearances.pop(d, None)
             self._contrasts.pop(d, None)
             self._offsets.pop(d, None)
+            self._anchor_cells.pop(d, None)
 
     def _anchor_frame(self, object_id: int, source: int) -> int | None:
         """The source if the user prompted it there, else the object's most recently prompted frame."""
@@ -224,7 +225,7 @@ class _Stepping:
                     app = self._appearances.get(o, {}).get(anchors[o]) if anchors[o] is not None else None
                     logits_of[o], looks[o] = evidence(self.config, raw[n], before[o].mask, app, target.unit,
                                                       target.features, target.prepared)
-                    logits_of[o] = logits_of[o] + self._offset(o, anchors[o])
+                    logits_of[o] = self._kept_area(o, anchors[o], logits_of[o] + self._offset(o, anchors[o]))
                     class_embs[o] = class_emb[n : n + 1]
             if self.config.exclusive and len(logits_of) > 1:
                 logits_of = exclusive(logits_of)
@@ -262,6 +263,14 @@ class _Stepping:
     def _offset(self, object_id: int, anchor: int | None) -> float:
         """The object's logit offset from its anchor frame (``PropagationConfig.calibrate``; else 0)."""
         return self._offsets.get(object_id, {}).get(anchor, 0.0) if anchor is not None else 0.0
+
+    def _kept_area(self, object_id: int, anchor: int | None, logits: torch.Tensor) -> torch.Tensor:
+        """``logits`` raised so that a time-lapse object keeps ``config.keep_area`` of its anchor's area
+        (:func:`~napari_seem.engine.carry.area_offset`); unchanged in z-stacks or without an anchor."""
+        cells = self._anchor_cells.get(object_id, {}).get(anchor) if anchor is not None else None
+        if self.stack_kind != "time" or not self.config.keep_area or not cells:
+            return logits
+        return logits + area_offset(logits, self.config.keep_area * cells, self.config.max_offset)
 
     def _anchor_area(self, object_id: int, frame: int | None) -> int | None:
         result = self.results.get(frame, {}).get(object_id) if frame is not None else None
