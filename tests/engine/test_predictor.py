@@ -33,6 +33,19 @@ def test_prepare_image_normalises_and_resizes_any_dtype():
         assert prepared.scale == pytest.approx(96 / 120)
 
 
+def test_a_small_plane_is_enlarged_twice_at_most():
+    """A 122-pixel z-slice becomes a 244-pixel input, not a 512 one: nuclei stay at the sizes the
+    default model was trained on (its training images were enlarged 2x at most)."""
+    small = prepare_image(_plane((120, 122)))
+    assert small.model_shape == (240, 244) and small.scale == 2.0
+    assert prepare_image(_plane((256, 200))).model_shape == (512, 400)  # exactly 2x: as before
+    assert prepare_image(_plane((1024, 800))).model_shape == (512, 400)  # shrunk: as before
+    free = prepare_image(_plane((120, 122)), max_upscale=None)
+    assert free.model_shape == (504, 512)
+    assert free.signature != small.signature  # a cache never mixes up the two inputs
+    assert prepare_image(_plane((256, 200))).signature == prepare_image(_plane((256, 200)), max_upscale=None).signature
+
+
 def test_prepare_image_multichannel_needs_a_channel_choice():
     stack = np.stack([_plane(seed=s) for s in range(5)], axis=0)  # (C, H, W)
     with pytest.raises(ValueError, match="5 channels: choose"):

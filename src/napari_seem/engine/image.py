@@ -6,8 +6,11 @@ to hot pixels and to empty backgrounds. Gray planes are replicated to RGB; multi
 a channel choice (one channel, or up to three mapped to R, G, B).
 
 Resize: the plane is scaled (bilinear, antialiased) so its longer side is ``target_size`` pixels
-(default 512, SEEM's demo input size and a good CPU budget). The scale factor is kept to map prompts
-in and masks out.
+(default 512, SEEM's demo input size and a good CPU budget), but never enlarged more than
+``max_upscale`` times (default 2): enlarging adds no detail, only larger and blurrier objects than
+the default model was trained on (its training images, 256 to 1272 pixels, were enlarged 2x at
+most), so a 120-pixel plane becomes a 240-pixel input, not a 512-pixel one. The scale factor is kept
+to map prompts in and masks out.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 DEFAULT_TARGET_SIZE = 512
+MAX_UPSCALE = 2.0  # a plane is enlarged at most this many times (module docstring)
 MAX_PLANE_PIXELS = 2**31  # larger planes need tiling (engine.tiling.TiledPredictor); refuse them clearly
 
 
@@ -124,9 +128,11 @@ def prepare_image(
     target_size: int = DEFAULT_TARGET_SIZE,
     percentiles: tuple[float, float] = (1.0, 99.8),
     limits: tuple[np.ndarray, np.ndarray] | None = None,
+    max_upscale: float | None = MAX_UPSCALE,
 ) -> PreparedImage:
     """Normalise and resize one plane for the model; see the module docstring for the policy.
-    ``limits``: fixed stretch limits instead of the plane's percentiles (see :func:`normalize_intensity`)."""
+    ``limits``: fixed stretch limits instead of the plane's percentiles (see :func:`normalize_intensity`);
+    ``max_upscale``: the most the plane is enlarged (``None``: to ``target_size`` whatever its size)."""
     from skimage.transform import resize
 
     plane = select_channels(image, channel_axis, channels)
@@ -138,6 +144,9 @@ def prepare_image(
     normalized = normalize_intensity(plane, *percentiles, limits=limits)
     height, width = plane.shape[:2]
     scale = target_size / max(height, width)
+    capped = max_upscale is not None and scale > max_upscale
+    if capped:
+        scale = max_upscale
     out_h, out_w = max(round(height * scale), 1), max(round(width * scale), 1)
     if (out_h, out_w) != (height, width):
         normalized = resize(normalized, (out_h, out_w), order=1, anti_aliasing=scale < 1, preserve_range=True)
@@ -145,15 +154,19 @@ def prepare_image(
     if rgb.shape[-1] == 2:  # two channels: R, G and an empty B
         rgb = np.concatenate([rgb, np.zeros_like(rgb[..., :1])], axis=-1)
     rgb = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)
-    return PreparedImage(rgb, (height, width), scale, _signature(plane, target_size, percentiles, limits))
+    return PreparedImage(rgb, (height, width), scale,
+                         _signature(plane, target_size, percentiles, limits, max_upscale if capped else None))
 
 
 def _signature(
-    plane: np.ndarray, target_size: int, percentiles: tuple[float, float], limits: tuple | None = None
+    plane: np.ndarray, target_size: int, percentiles: tuple[float, float], limits: tuple | None = None,
+    upscale: float | None = None,
 ) -> str:
     digest = hashlib.sha256()
     digest.update(np.ascontiguousarray(plane).tobytes())
     digest.update(f"{plane.shape}|{plane.dtype}|{target_size}|{percentiles}".encode())
     if limits is not None:  # only then, so that signatures without fixed limits stay as they were
         digest.update(f"|limits={[np.asarray(v, dtype=np.float64).tolist() for v in limits]}".encode())
+    if upscale is not None:  # only a capped enlargement changes the input: other signatures stay
+        digest.update(f"|upscale<={upscale}".encode())
     return digest.hexdigest()
