@@ -1,7 +1,10 @@
-"""A mask given to a propagation sets its object's own threshold (``PropagationConfig.calibrate``), and a
-time-lapse object keeps its area (``keep_area``)."""
+"""How a propagation fits itself to the objects it is given: a given mask sets its object's threshold
+(``PropagationConfig.calibrate``), a time-lapse object keeps its area (``keep_area``), and the first
+given masks set the frames' model size (``VideoSession(scale_to_objects=)``)."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ import torch
 from napari_seem.engine import SeemPredictor, VideoSession
 from napari_seem.engine.carry import PropagationConfig, area_offset, calibration_offset
 from napari_seem.engine.conversion import mask_iou
+from napari_seem.engine.image import target_size_for
 from napari_seem.model import build_seem
 from napari_seem.prompts import MaskPrompt, ObjectPrompt, Point
 
@@ -102,3 +106,53 @@ def test_a_time_lapse_object_keeps_its_area_and_a_z_object_may_shrink(predictor,
     else:
         assert (kept > 0).sum() >= 0.9 * cells
         assert ((kept - 0.25) > 0).sum() < 0.9 * cells  # the smallest raise that does it
+
+
+def test_the_frames_size_puts_given_objects_at_the_trained_radius():
+    assert target_size_for((100, 100), 10.0, 512) == 120  # 12 model pixels of radius
+    assert target_size_for((512, 512), 27.4, 512) == 224  # a large cell: the frame shrinks
+    assert target_size_for((100, 100), 1.0, 512) == 200  # enlarged 2x at most
+    assert target_size_for((2000, 1500), 2.0, 512) == 512  # never beyond the model's positions
+    assert target_size_for((100, 100), 100.0, 512) == 64  # never below 64
+    with pytest.raises(ValueError, match="positive"):
+        target_size_for((100, 100), 0.0)
+
+
+def test_a_session_scales_its_frames_to_the_first_given_masks():
+    model_predictor = SeemPredictor(build_seem(tiny_config()), target_size=512)
+    frames = np.stack([(np.random.default_rng(s).random((200, 200)) * 500).astype(np.uint16) for s in range(3)])
+    disc = np.zeros((200, 200), bool)
+    yy, xx = np.mgrid[:200, :200]
+    disc[(yy - 100) ** 2 + (xx - 100) ** 2 < 40 ** 2] = True  # radius 40: 200 * 12 / 40 = 60 -> 64
+    session = VideoSession(model_predictor, frames, **NEVER_LOST)
+    session.add_objects(0, {1: ObjectPrompt(masks=[MaskPrompt(disc)])})
+    assert max(session._frame(1).prepared.model_shape) == 64
+    assert session.results[0][1].mask.shape == (200, 200)  # masks still come back at the plane's size
+
+    fixed = VideoSession(model_predictor, frames, scale_to_objects=False, **NEVER_LOST)
+    fixed.add_objects(0, {1: ObjectPrompt(masks=[MaskPrompt(disc)])})
+    assert max(fixed._frame(1).prepared.model_shape) == 400  # the default: 2x at most
+    later = VideoSession(model_predictor, frames, scale_to_objects=False, **NEVER_LOST)
+    later.add_objects(0, {1: ObjectPrompt(points=[Point(100, 100)])})
+    later.scale_to_objects = True
+    later.add_objects(0, {2: ObjectPrompt(masks=[MaskPrompt(disc)])})  # frames were read: too late
+    assert later.target_size == 512
+
+
+def test_clicks_are_answered_once_to_learn_the_objects_size(predictor, monkeypatch):
+    frames = np.stack([(np.random.default_rng(s).random((200, 200)) * 500).astype(np.uint16) for s in range(3)])
+    session = VideoSession(SeemPredictor(predictor.model, target_size=512), frames, **NEVER_LOST)
+    sizes = []
+    real = session.predictor.predict
+
+    def answer(prompts, *args, **kwargs):  # a 30-pixel disc whatever the click: 200 * 12 / 30 = 80
+        sizes.append(session.predictor.prepared.model_shape)
+        out = real(prompts, *args, **kwargs)
+        yy, xx = np.mgrid[:200, :200]
+        disc = (yy - 100) ** 2 + (xx - 100) ** 2 < 30 ** 2
+        return [replace(r, mask=disc) for r in out]
+
+    monkeypatch.setattr(session.predictor, "predict", answer)
+    session.add_objects(0, {1: ObjectPrompt(points=[Point(100, 100)])})
+    assert sizes == [(400, 400), (80, 80)]  # the probe at the default size, then the answer at the new one
+    assert session.target_size == 80

@@ -183,7 +183,7 @@ def test_prompt_on_a_frame_is_the_predictors_answer_with_memory(predictor):
 
 def test_objects_of_one_frame_may_be_prompted_together(predictor, monkeypatch):
     frames = _frames()
-    session = _session(predictor, frames)
+    session = _session(predictor, frames, scale_to_objects=False)  # no size probe: the decodes are counted
     prompts = {3: _click(24, 14), 5: ObjectPrompt(points=[Point(10, 30)]), 8: ObjectPrompt(text="a cell")}
     decodes = _count_calls(monkeypatch, predictor.model, "decode")
     results = session.add_objects(1, prompts)

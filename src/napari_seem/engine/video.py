@@ -76,7 +76,7 @@ from .carry import PropagationConfig, calibration_offset, evidence, given_mask_r
 from .conversion import logits_to_model_masks, resize_mask_nearest
 from .feature_cache import FeatureCache, encode_prepared
 from .heap import release_free_memory
-from .image import percentile_limits, prepare_image, select_channels
+from .image import percentile_limits, prepare_image, select_channels, target_size_for
 from .predictor import ObjectResult, SeemPredictor
 from .presence import RULES, STACK_KINDS, PresenceRule, PresenceSignals, mean_feature
 from .video_steps import FrameResult, _EncodedFrame, _Pass, _Stepping
@@ -127,12 +127,16 @@ class VideoSession(_Stepping):
         rule: PresenceRule | None = None,
         divisions: str = "lineage",
         first_new_id: int = 1,
+        scale_to_objects: bool = True,
     ) -> None:
         if max_cached_frames < 2:
             raise ValueError(f"max_cached_frames must be at least 2 (a step needs two frames), got {max_cached_frames}")
         if not 0.0 <= anchor_weight <= 1.0:
             raise ValueError(f"anchor_weight must be in [0, 1], got {anchor_weight}")
         self.predictor = predictor
+        # The frames' long side at model scale; with ``scale_to_objects`` the first objects set it.
+        self.target_size = predictor.target_size
+        self.scale_to_objects = scale_to_objects
         self.feature_cache = cache if cache is not None else getattr(predictor, "cache", None)
         self.frames = frames
         self.num_frames, self.plane_shape, self._plane_channel_axis = _stack_geometry(frames, channel_axis)
@@ -207,7 +211,7 @@ class VideoSession(_Stepping):
             return entry
         plane = np.asarray(self.frames[frame])  # dask/zarr/memmap: reads this frame only
         self.frame_reads += 1
-        prepared = prepare_image(plane, self._plane_channel_axis, self.channels, self.predictor.target_size,
+        prepared = prepare_image(plane, self._plane_channel_axis, self.channels, self.target_size,
                                  limits=self._stack_limits())
         if prepared.original_shape != self.plane_shape:
             raise ValueError(f"frame {frame} has plane shape {prepared.original_shape}, expected {self.plane_shape}")
@@ -264,6 +268,7 @@ class VideoSession(_Stepping):
         prompts = dict(zip(ids, prompts.values()))
         stored, given = self.results.get(frame, {}), dict(previous or {})
         memory = {o: given.get(o, stored.get(o)) for o in ids}
+        self._scale_to(frame, prompts)
         entry = self._frame(frame)
         with torch.no_grad():
             results = {o: self._predict_frame_reference(frame, prompts[o].reference, memory[o])
@@ -283,6 +288,31 @@ class VideoSession(_Stepping):
         for o in ids:
             self._store_prompted(frame, o, results[o])
         return {o: results[o] for o in ids}
+
+    def _scale_to(self, frame: int, prompts: Mapping[int, ObjectPrompt]) -> None:
+        """``scale_to_objects``: the first objects added, before any frame was read, set the frames'
+        model size so that their median radius is the one the model was trained on
+        (:func:`~napari_seem.engine.image.target_size_for`). Objects given as masks tell their size;
+        otherwise (clicks, boxes, scribbles) the model answers them once at the default size and its
+        answers tell it, then the frame is prepared again. A 27-pixel cell of a 512-pixel frame is
+        then seen at 224 pixels, an 8-pixel nucleus of a 122-pixel slice at 180."""
+        if not self.scale_to_objects or self.frame_reads:
+            return
+        masks = [m for m in (only_masks(p) for p in prompts.values()) if m is not None]
+        if not masks:
+            asked = [p for p in prompts.values() if not _names_a_frame(p)]
+            if not asked:
+                return
+            entry = self._frame(frame)
+            with torch.no_grad(), self._predictor_on(entry):
+                masks = [a.mask for a in self.predictor.predict(asked) if a.mask.any()]
+            if not masks:
+                return
+        radius = float(np.median([np.sqrt(np.count_nonzero(m) / np.pi) for m in masks]))
+        size = target_size_for(self.plane_shape, radius, self.predictor.target_size)
+        if size != self.target_size:
+            self.target_size = size
+            self.clear_cache()
 
     def _check_prompt(self, frame: int, object_id: int, prompt) -> None:
         if not isinstance(prompt, ObjectPrompt):
