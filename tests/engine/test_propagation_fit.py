@@ -156,3 +156,19 @@ def test_clicks_are_answered_once_to_learn_the_objects_size(predictor, monkeypat
     session.add_objects(0, {1: ObjectPrompt(points=[Point(100, 100)])})
     assert sizes == [(400, 400), (80, 80)]  # the probe at the default size, then the answer at the new one
     assert session.target_size == 80
+
+
+def test_carried_objects_do_not_share_pixels(predictor):
+    """One pixel, one object (``PropagationConfig.exclusive``, the default): two neighbours carried
+    together never claim the same pixel (random weights overlap them without the rule)."""
+    frames = _still_frames(4)
+    left, right = np.zeros(frames.shape[1:], bool), np.zeros(frames.shape[1:], bool)
+    left[14:34, 8:24], right[14:34, 16:32] = True, True  # painted with an overlap
+    overlaps = {}
+    for exclusive in (False, True):
+        session = VideoSession(predictor, frames, config=PropagationConfig(exclusive=exclusive), **NEVER_LOST)
+        session.add_objects(0, {1: ObjectPrompt(masks=[MaskPrompt(left)]), 2: ObjectPrompt(masks=[MaskPrompt(right)])})
+        list(session.propagate("forward"))
+        overlaps[exclusive] = sum(int(np.count_nonzero(session.results[t][1].mask & session.results[t][2].mask))
+                                  for t in range(1, 4) if {1, 2} <= set(session.results.get(t, {})))
+    assert overlaps[False] > 0 and overlaps[True] == 0, overlaps

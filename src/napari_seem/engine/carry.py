@@ -55,7 +55,7 @@ class PropagationConfig:
     ring: float = 0.5  # the background prototype's ring, in object radii
     prior_weight: float = 4.0  # the previous mask as a prior (logits at its far inside / outside)
     prior_width: float = 0.3  # ... reached this many object radii from its edge
-    exclusive: bool = False  # a pixel goes to the carried object with the highest logit only
+    exclusive: bool = True  # a pixel goes to the carried object with the highest logit only
     calibrate: bool = True  # a given mask sets its object's logit offset (calibration_offset)
     max_offset: float = 3.0  # ... of at most this size
     keep_area: float = 0.9  # time-lapses: logits raised (<= max_offset) to keep this share of the anchor's area
