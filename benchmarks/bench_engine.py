@@ -91,7 +91,7 @@ def step_latencies(predictor: SeemPredictor, repeats: int) -> None:
     print(f"frame encode (model.encode):     {1000 * encode:7.0f} ms (min {1000 * min(encodes):.0f} ms)")
     decode_only = {}
     for count in (1, 10):
-        session = VideoSession(predictor, stack, lost_iou=0.0, lost_score=0.0)
+        session = VideoSession(predictor, stack, lost_iou=0.0, lost_score=0.0, scale_to_objects=False)  # 512x512 frames
         session.add_objects(0, clicks(count))
         session.prefetch(1)
         cached = median_seconds(lambda: list(session.propagate(stop=1)), repeats)
@@ -116,7 +116,8 @@ def step_latencies(predictor: SeemPredictor, repeats: int) -> None:
 
 
 def streaming_run(predictor: SeemPredictor, frames: int, cache: int) -> None:
-    session = VideoSession(predictor, random_stack(frames), max_cached_frames=cache, lost_iou=0.0, lost_score=0.0)
+    session = VideoSession(predictor, random_stack(frames), max_cached_frames=cache, lost_iou=0.0, lost_score=0.0,
+                           scale_to_objects=False)  # 512x512 frames, whatever random weights answer
     session.add_objects(0, clicks(10))
     before = peak_rss_mib()
     checkpoints = {min(10, frames - 1), (frames - 1) // 2, frames - 1}
