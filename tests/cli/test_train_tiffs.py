@@ -72,3 +72,16 @@ def test_selection_weight_reaches_the_loss_and_the_record(tiff_folders, tmp_path
     assert main(args) == 0, capsys.readouterr().err
     tasks = read_record(tmp_path / "run" / "model.pt")["training"]["tasks"]
     assert tasks["weights"]["selection_weight"] == 0.0
+
+
+def test_zoom_and_video_fraction_reach_the_record_and_bad_zoom_is_refused(tiff_folders, tmp_path, capsys):
+    images, labels = tiff_folders
+    args = ["train", "--tiffs", f"{images}:{labels}", "--out", str(tmp_path / "run"), "--zoom", "0.5", "2",
+            "--video-fraction", "1", *FAST]
+    assert main(args) == 0, capsys.readouterr().err
+    training = read_record(tmp_path / "run" / "model.pt")["training"]
+    assert training["tasks"]["video_fraction"] == 1.0
+    assert list(training["augmentation"]["scale"]) == [0.5, 2.0]
+    bad = ["train", "--tiffs", f"{images}:{labels}", "--out", str(tmp_path / "bad"), "--zoom", "2", "0.5", *FAST]
+    assert main(bad) == 2
+    assert "--zoom" in capsys.readouterr().err

@@ -113,6 +113,8 @@ def run_train(args: argparse.Namespace) -> dict:
         raise ValueError("no training data: give --data DATASET_FOLDER, --tiffs IMAGES_DIR:LABELS_DIR "
                          "and/or --packed FILE")
 
+    if not 0 < args.zoom[0] <= args.zoom[1]:
+        raise ValueError(f"--zoom LO HI needs 0 < LO <= HI, got {args.zoom[0]} {args.zoom[1]}")
     tasks = TaskConfig(
         objects_per_image=args.objects_per_image, single_object_fraction=args.single_object_fraction,
         max_rounds=args.max_rounds,
@@ -135,7 +137,7 @@ def run_train(args: argparse.Namespace) -> dict:
     config = TrainConfig(
         out_dir=args.out, datasets=datasets, holdout=args.holdout, model=args.model,
         init_checkpoint=_init_checkpoint(args.init),
-        steps=args.steps, batch_size=args.batch_size, augmentation=Augmentation(crop_size=args.crop, invert=args.invert), tasks=tasks,
+        steps=args.steps, batch_size=args.batch_size, augmentation=Augmentation(crop_size=args.crop, invert=args.invert, scale=tuple(args.zoom)), tasks=tasks,
         lr=args.lr, warmup_steps=args.warmup, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
         device=args.device, threads=args.threads, seed=args.seed, checkpoint_every=args.checkpoint_every,
         snapshots=args.snapshots, resume=args.resume, stop_after=args.stop_after, prompt_similarity=args.prompt_similarity, log_every=log_every, time_limit_s=None if args.time_limit is None else args.time_limit * 60,
@@ -198,6 +200,8 @@ def _add_train_parser(sub) -> None:
     train.add_argument("--selection-weight", type=float, default=2.0,
                        help="weight of the cross-entropy that picks one of a prompt's candidate masks (default 2; "
                             "0 drops it, e.g. while the candidates coincide)")
+    train.add_argument("--zoom", type=float, nargs=2, default=(0.8, 1.25), metavar=("LO", "HI"),
+                       help="range of the crops' random zoom (log-uniform; default 0.8 1.25)")
     train.add_argument("--video-fraction", type=float, default=0.0,
                        help="share of steps that train propagation on a crop and a moved copy of it "
                             "(pseudo-video, default 0)")
