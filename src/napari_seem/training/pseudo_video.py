@@ -32,7 +32,7 @@ from napari_seem.engine.carry import GIVEN_LOGIT
 from napari_seem.model import SeemModel
 
 from .data import Batch
-from .simulate import simulate_mask
+from .simulate import simulate_mask, thin
 
 
 @dataclass(frozen=True)
@@ -124,17 +124,6 @@ def memory_logits(masks: list[np.ndarray], size: tuple[int, int], device) -> tor
     stacked = torch.from_numpy(np.stack(masks)).float().to(device)  # [B, N, S, S]
     share = F.adaptive_avg_pool2d(stacked, size)
     return GIVEN_LOGIT * (2 * share - 1)
-
-
-def thin(mask: np.ndarray, max_points: int | None, rng: np.random.Generator) -> np.ndarray:
-    """``mask`` with at most ``max_points`` random pixels left (the decoder's cost grows with them)."""
-    ys, xs = np.nonzero(mask)
-    if max_points is None or ys.size <= max_points:
-        return mask
-    out = np.zeros_like(mask)
-    keep = rng.permutation(ys.size)[:max_points]
-    out[ys[keep], xs[keep]] = True
-    return out
 
 
 def pseudo_video_decode(model: SeemModel, pair: FramePair, num_objects: int, max_points: int | None,

@@ -94,6 +94,19 @@ def simulate_mask(mask: np.ndarray, rng: np.random.Generator, max_radius: int = 
     return out if out.any() else mask.copy()
 
 
+def thin(mask: np.ndarray, max_points: int | None, rng: np.random.Generator) -> np.ndarray:
+    """``mask`` with at most ``max_points`` of its pixels left, chosen at random (``None``: all): the
+    decoder's self-attention cost grows with the square of a prompt's points."""
+    if max_points is None:
+        return mask
+    ys, xs = np.nonzero(mask)
+    out = mask.copy()
+    if ys.size > max_points:
+        drop = rng.permutation(ys.size)[max_points:]
+        out[ys[drop], xs[drop]] = False
+    return out
+
+
 _SIMULATORS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
     "click": simulate_click,
     "scribble": simulate_scribble,

@@ -36,7 +36,7 @@ from .losses import (
     total,
 )
 from .pseudo_video import Motion, make_pair, pseudo_video_decode
-from .simulate import PROMPT_KINDS, click_mask, simulate_prompt
+from .simulate import PROMPT_KINDS, click_mask, simulate_prompt, thin
 
 
 @dataclass(frozen=True)
@@ -113,13 +113,7 @@ class PromptState:
         """``first [N, S, S]`` with at most ``max_points`` random pixels left per object."""
         if self.max_points is None:
             return first
-        out = first.copy()
-        for mask in out:
-            ys, xs = np.nonzero(mask)
-            if ys.size > self.max_points:
-                drop = self.rng.permutation(ys.size)[self.max_points :]
-                mask[ys[drop], xs[drop]] = False
-        return out
+        return np.stack([thin(mask, self.max_points, self.rng) for mask in first])
 
     def encode(self, model: SeemModel, features: ImageFeatures, generator: torch.Generator) -> VisualPrompt:
         """The visual prompt of the current round on ``features`` (with gradients if enabled)."""
