@@ -72,14 +72,14 @@ from napari_seem.model import ImageFeatures
 from napari_seem.prompts import ObjectPrompt, PromptError, ReferenceRegion, validate
 
 from .appearance import Appearance, appearance, cell_share
-from .carry import PropagationConfig, calibration_offset, evidence, given_mask_result, only_masks
+from .carry import PropagationConfig, given_mask_result, only_masks
 from .conversion import logits_to_model_masks, resize_mask_nearest
 from .feature_cache import FeatureCache, encode_prepared
 from .heap import release_free_memory
-from .image import percentile_limits, prepare_image, select_channels, target_size_for
+from .image import percentile_limits, prepare_image, select_channels
 from .predictor import ObjectResult, SeemPredictor
 from .presence import RULES, STACK_KINDS, PresenceRule, PresenceSignals, mean_feature
-from .video_steps import FrameResult, _EncodedFrame, _Pass, _Stepping
+from .video_steps import FrameResult, _EncodedFrame, _is_index, _names_a_frame, _Pass, _Stepping
 
 DIRECTIONS = ("forward", "backward", "both")
 DIVISIONS = ("lineage", "split")
@@ -289,31 +289,6 @@ class VideoSession(_Stepping):
             self._store_prompted(frame, o, results[o])
         return {o: results[o] for o in ids}
 
-    def _scale_to(self, frame: int, prompts: Mapping[int, ObjectPrompt]) -> None:
-        """``scale_to_objects``: the first objects added, before any frame was read, set the frames'
-        model size so that their median radius is the one the model was trained on
-        (:func:`~napari_seem.engine.image.target_size_for`). Objects given as masks tell their size;
-        otherwise (clicks, boxes, scribbles) the model answers them once at the default size and its
-        answers tell it, then the frame is prepared again. A 27-pixel cell of a 512-pixel frame is
-        then seen at 224 pixels, an 8-pixel nucleus of a 122-pixel slice at 180."""
-        if not self.scale_to_objects or self.frame_reads:
-            return
-        masks = [m for m in (only_masks(p) for p in prompts.values()) if m is not None]
-        if not masks:
-            asked = [p for p in prompts.values() if not _names_a_frame(p)]
-            if not asked:
-                return
-            entry = self._frame(frame)
-            with torch.no_grad(), self._predictor_on(entry):
-                masks = [a.mask for a in self.predictor.predict(asked) if a.mask.any()]
-            if not masks:
-                return
-        radius = float(np.median([np.sqrt(np.count_nonzero(m) / np.pi) for m in masks]))
-        size = target_size_for(self.plane_shape, radius, self.predictor.target_size)
-        if size != self.target_size:
-            self.target_size = size
-            self.clear_cache()
-
     def _check_prompt(self, frame: int, object_id: int, prompt) -> None:
         if not isinstance(prompt, ObjectPrompt):
             raise TypeError(f"prompt must be an ObjectPrompt, got {type(prompt).__name__}")
@@ -390,18 +365,6 @@ class VideoSession(_Stepping):
         self._appearances.setdefault(object_id, {})[frame] = appearance(entry.unit, share, self.config.ring)
         self._anchor_cells.setdefault(object_id, {})[frame] = float((share > 0.5).sum())
         self._contrasts.setdefault(object_id, {})[frame] = self._contrast(entry, result.logits)
-
-    def _calibrate(self, frame: int, object_id: int, entry: _EncodedFrame, given: ObjectResult) -> None:
-        """``PropagationConfig.calibrate``: the logit offset of an object given as a mask on ``frame``,
-        from a step of the object onto its own frame (:func:`~napari_seem.engine.carry.calibration_offset`)."""
-        masks = logits_to_model_masks(given.logits[None], entry.features)
-        anchor = [self._anchor_embedding(object_id, frame)]
-        raw, _ = self._decode_raw(entry, entry, masks, given.logits[None, None], anchor)
-        app = self._appearances.get(object_id, {}).get(frame)
-        logits, _ = evidence(self.config, raw[0], given.mask, app, entry.unit, entry.features, entry.prepared)
-        target = cell_share(given.mask, entry.features, entry.prepared) > 0.5
-        offset = calibration_offset(logits.cpu(), target, self.config.max_offset)
-        self._offsets.setdefault(object_id, {})[frame] = offset
 
     def _set(self, frame: int, object_id: int, result: ObjectResult | None, lost: bool) -> None:
         """Store (or with ``None`` remove) one object's result and lost flag on one frame."""
@@ -501,15 +464,6 @@ def _prompt_half(features: ImageFeatures) -> ImageFeatures:
     less at focal-T 512x512): the backbone and pixel-decoder maps go (only ``encode`` uses them).
     The mask features are held once: ``memory.mask_features_by_pixel`` views them."""
     return replace(features, backbone={}, multi_scale=[])
-
-
-def _names_a_frame(prompt: ObjectPrompt) -> bool:
-    """A reference-only prompt whose reference is a frame of this stack (the predictor cannot do that)."""
-    return not prompt.has_visual and prompt.reference is not None and _is_index(prompt.reference.image)
-
-
-def _is_index(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def _check_object_id(object_id) -> int:

@@ -6,28 +6,32 @@ A step carries the active objects from their last masks to the next frame in one
 measures its :class:`~napari_seem.engine.presence.PresenceSignals` and asks the session's presence
 rule whether the object *misses* the frame. The pass bridges up to ``rule.gap`` misses in a row
 (no mask there; the next step starts from the last mask) and ends the object after one more.
+
+The mixin also fits a session to the first objects it is given: the frames' model size
+(``scale_to_objects``) and, for objects given as masks, their logit offset (``calibrate``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import numpy as np
 import torch
 
 from napari_seem.model import ImageFeatures
 from napari_seem.model.postprocess import select_by_embedding
+from napari_seem.prompts import ObjectPrompt
 
-from .appearance import unit_features
-from .carry import area_offset, daughters, evidence, exclusive, given_mask_result
+from .appearance import cell_share, unit_features
+from .carry import area_offset, calibration_offset, daughters, evidence, exclusive, given_mask_result, only_masks
 from .conversion import (
     logit_cell_size,
     logits_to_model_masks,
     logits_to_results,
     restrict_to_prompt,
 )
-from .image import PreparedImage
+from .image import PreparedImage, target_size_for
 from .predictor import ObjectResult, objects_per_pass
 from .presence import PresenceSignals, Track, contrast, signals
 
@@ -244,6 +248,44 @@ class _Stepping:
                     new[o] = result
         return new, missed
 
+    # ------------------------------------------------------------------ fitting to the first objects
+    def _scale_to(self, frame: int, prompts: Mapping[int, ObjectPrompt]) -> None:
+        """``scale_to_objects``: the first objects added, before any frame was read, set the frames'
+        model size so that their median radius is the one the model was trained on
+        (:func:`~napari_seem.engine.image.target_size_for`). Objects given as masks tell their size;
+        otherwise (clicks, boxes, scribbles) the model answers them once at the default size and its
+        answers tell it, then the frame is prepared again. A 27-pixel cell of a 512-pixel frame is
+        then seen at 224 pixels, an 8-pixel nucleus of a 122-pixel slice at 180."""
+        if not self.scale_to_objects or self.frame_reads:
+            return
+        masks = [m for m in (only_masks(p) for p in prompts.values()) if m is not None]
+        if not masks:
+            asked = [p for p in prompts.values() if not _names_a_frame(p)]
+            if not asked:
+                return
+            entry = self._frame(frame)
+            with torch.no_grad(), self._predictor_on(entry):
+                masks = [a.mask for a in self.predictor.predict(asked) if a.mask.any()]
+            if not masks:
+                return
+        radius = float(np.median([np.sqrt(np.count_nonzero(m) / np.pi) for m in masks]))
+        size = target_size_for(self.plane_shape, radius, self.predictor.target_size)
+        if size != self.target_size:
+            self.target_size = size
+            self.clear_cache()
+
+    def _calibrate(self, frame: int, object_id: int, entry: _EncodedFrame, given: ObjectResult) -> None:
+        """``PropagationConfig.calibrate``: the logit offset of an object given as a mask on ``frame``,
+        from a step of the object onto its own frame (:func:`~napari_seem.engine.carry.calibration_offset`)."""
+        masks = logits_to_model_masks(given.logits[None], entry.features)
+        anchor = [self._anchor_embedding(object_id, frame)]
+        raw, _ = self._decode_raw(entry, entry, masks, given.logits[None, None], anchor)
+        app = self._appearances.get(object_id, {}).get(frame)
+        logits, _ = evidence(self.config, raw[0], given.mask, app, entry.unit, entry.features, entry.prepared)
+        target = cell_share(given.mask, entry.features, entry.prepared) > 0.5
+        offset = calibration_offset(logits.cpu(), target, self.config.max_offset)
+        self._offsets.setdefault(object_id, {})[frame] = offset
+
     def _anchor_embedding(self, object_id: int, frame: int | None) -> torch.Tensor | None:
         if frame is None or self.anchor_weight == 0:
             return None
@@ -364,3 +406,12 @@ def gray_cells(prepared: PreparedImage, features: ImageFeatures) -> np.ndarray:
     height, width = prepared.model_shape
     gray[:height, :width] = torch.from_numpy(prepared.rgb.mean(axis=0))
     return F.adaptive_avg_pool2d(gray[None, None], tuple(features.mask_features.shape[-2:]))[0, 0].numpy()
+
+
+def _names_a_frame(prompt: ObjectPrompt) -> bool:
+    """A reference-only prompt whose reference is a frame of this stack (the predictor cannot do that)."""
+    return not prompt.has_visual and prompt.reference is not None and _is_index(prompt.reference.image)
+
+
+def _is_index(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
