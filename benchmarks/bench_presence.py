@@ -5,7 +5,9 @@ feature cache, filled by a first run that is not timed), so a step is the decode
 it. Times, over the whole run, the step and the parts of it that only serve the presence decision:
 the signals (``presence.signals``: peak, mean, area, IoU, feature similarity, appearance), the
 contrast against the anchor frame (``VideoSession._contrast_ratio``) and the rule
-(``VideoSession._misses``). Prints each as a share of the step.
+(``VideoSession._misses``). Prints each as a share of the step, and the same for following the
+objects' motion (``VideoSession._moved``, ``PropagationConfig.follow_motion``), which is not part of
+the presence decision.
 
     .venv/bin/python benchmarks/bench_presence.py [--data DIR] [--kind z|time] [--checkpoint FILE] [--threads 1]
 
@@ -85,6 +87,8 @@ def main() -> None:
         video_module.signals = signals.wrap(video_module.signals)
         VideoSession._contrast_ratio = contrast.wrap(VideoSession._contrast_ratio)
         VideoSession._misses = misses.wrap(VideoSession._misses)
+        motion = Timer()
+        VideoSession._moved = motion.wrap(VideoSession._moved)
         total, steps = run(predictor, frames, reference, anchors, kind, cache)
     presence = signals.seconds + contrast.seconds + misses.seconds
     print(f"{name}: {steps} steps, {len(object_anchors(reference, anchors))} objects, stack kind {kind}, "
@@ -93,6 +97,7 @@ def main() -> None:
     for label, timer in (("signals", signals), ("contrast vs anchor", contrast), ("rule", misses)):
         print(f"  {label:24s} {1000 * timer.seconds / steps:8.2f} ms  {100 * timer.seconds / total:5.2f}%")
     print(f"  presence decision, all:  {1000 * presence / steps:8.2f} ms  {100 * presence / total:5.2f}% of a step")
+    print(f"  following motion:        {1000 * motion.seconds / steps:8.2f} ms  {100 * motion.seconds / total:5.2f}% of a step")
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ class PropagationConfig:
     calibrate: bool = True  # a given mask sets its object's logit offset (calibration_offset)
     max_offset: float = 3.0  # ... of at most this size
     keep_area: float = 0.9  # time-lapses: logits raised (<= max_offset) to keep this share of the anchor's area
+    follow_motion: float = 0.0  # > 0: the previous mask moved with the image (engine.motion), by <= this many radii
 
 
 def evidence(config: PropagationConfig, decoded: torch.Tensor, previous: np.ndarray, app: Appearance | None,

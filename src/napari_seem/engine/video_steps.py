@@ -29,9 +29,11 @@ from .conversion import (
     logit_cell_size,
     logits_to_model_masks,
     logits_to_results,
+    resize_mask_nearest,
     restrict_to_prompt,
 )
 from .image import PreparedImage, target_size_for
+from .motion import object_shift, shift_mask
 from .predictor import ObjectResult, objects_per_pass
 from .presence import PresenceSignals, Track, contrast, signals
 
@@ -52,6 +54,7 @@ class _EncodedFrame:
     features: ImageFeatures
     _unit: torch.Tensor | None = None
     _gray: np.ndarray | None = None
+    _model_gray: np.ndarray | None = None
 
     @property
     def gray(self) -> np.ndarray:
@@ -59,6 +62,13 @@ class _EncodedFrame:
         if self._gray is None:
             self._gray = gray_cells(self.prepared, self.features)
         return self._gray
+
+    @property
+    def model_gray(self) -> np.ndarray:
+        """The prepared plane's gray level at model resolution: float ``[h_model, w_model]`` (once per frame)."""
+        if self._model_gray is None:
+            self._model_gray = self.prepared.rgb.mean(axis=0)
+        return self._model_gray
 
     @property
     def unit(self) -> torch.Tensor:
@@ -227,7 +237,8 @@ class _Stepping:
                 raw, class_emb = self._decode_raw(source, target, masks, logits[None], anchor)
                 for n, o in enumerate(chunk):
                     app = self._appearances.get(o, {}).get(anchors[o]) if anchors[o] is not None else None
-                    logits_of[o], looks[o] = evidence(self.config, raw[n], before[o].mask, app, target.unit,
+                    logits_of[o], looks[o] = evidence(self.config, raw[n], self._moved(before[o].mask, source, target),
+                                                      app, target.unit,
                                                       target.features, target.prepared)
                     logits_of[o] = self._kept_area(o, anchors[o], logits_of[o] + self._offset(o, anchors[o]))
                     class_embs[o] = class_emb[n : n + 1]
@@ -305,6 +316,20 @@ class _Stepping:
     def _offset(self, object_id: int, anchor: int | None) -> float:
         """The object's logit offset from its anchor frame (``PropagationConfig.calibrate``; else 0)."""
         return self._offsets.get(object_id, {}).get(anchor, 0.0) if anchor is not None else 0.0
+
+    def _moved(self, mask: np.ndarray, source: _EncodedFrame, target: _EncodedFrame) -> np.ndarray:
+        """``PropagationConfig.follow_motion``: the plane ``mask`` of ``source`` moved as its patch of the
+        image moved onto ``target`` (:func:`~napari_seem.engine.motion.object_shift`, at model resolution,
+        by at most ``follow_motion`` object radii); ``mask`` itself when off or when the move empties it."""
+        if self.config.follow_motion <= 0:
+            return mask
+        prepared = source.prepared
+        model_mask = resize_mask_nearest(mask, prepared.model_shape)
+        radius = np.sqrt(np.count_nonzero(model_mask) / np.pi)
+        reach = max(2, int(round(self.config.follow_motion * radius)))
+        dy, dx = object_shift(source.model_gray, target.model_gray, model_mask, reach)
+        moved = shift_mask(mask, int(round(dy / prepared.scale)), int(round(dx / prepared.scale)))
+        return moved if moved.any() else mask
 
     def _kept_area(self, object_id: int, anchor: int | None, logits: torch.Tensor) -> torch.Tensor:
         """``logits`` raised so that a time-lapse object keeps ``config.keep_area`` of its anchor's area
