@@ -9,7 +9,9 @@ An object carried from frame ``t-1`` to ``t`` gets ``[h, w]`` logits at the mode
 * the previous mask as a shape prior (``prior_weight``; docs/propagation.md has the figures),
 
 held at ``CLIPPED_LOGIT`` at most outside the *reach* of its previous mask (the object moves less
-than ``reach`` object radii per frame). Objects given as masks (a painted or known object) are used
+than ``reach`` object radii per frame). With ``follow_motion``, the previous mask that the prior and
+the reach are built from is first moved as the object's patch of the image moved
+(:mod:`~napari_seem.engine.motion`), by at most that many object radii. Objects given as masks (a painted or known object) are used
 as they are on their frame (:func:`given_mask_result`).
 
 With ``calibrate``, an object given as a mask also sets its own threshold: a step from its frame
@@ -48,7 +50,7 @@ GIVEN_LOGIT = 8.0  # memory logits of a given mask: +-this where its cells are f
 class PropagationConfig:
     """How a step builds an object's mask (see the module docstring)."""
 
-    decoder_weight: float = 1.0  # SEEM's answer (memory + reference prompt), in logits
+    decoder_weight: float = 3.0  # SEEM's answer (memory + reference prompt), in logits
     appearance_weight: float = 1.0  # the object's appearance score (engine.appearance), in logits
     reach: float = 0.5  # the new mask stays within this many object radii of the previous mask (0: anywhere)
     min_reach: int = 2  # ... and at least this many logit cells

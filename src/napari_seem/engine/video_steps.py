@@ -33,7 +33,7 @@ from .conversion import (
     restrict_to_prompt,
 )
 from .image import PreparedImage, target_size_for
-from .motion import object_shift, shift_mask
+from .motion import SHIFT_PENALTY, object_shift, shift_mask
 from .predictor import ObjectResult, objects_per_pass
 from .presence import PresenceSignals, Track, contrast, signals
 
@@ -48,13 +48,16 @@ class FrameResult:
     divided: dict[int, tuple[int, ...]] = field(default_factory=dict)  # mother -> daughters born here
 
 
+MOTION_RADIUS = 4  # an object's radius, in blocks of model pixels, when its motion is sought (engine.motion)
+
+
 @dataclass
 class _EncodedFrame:
     prepared: PreparedImage
     features: ImageFeatures
     _unit: torch.Tensor | None = None
     _gray: np.ndarray | None = None
-    _model_gray: np.ndarray | None = None
+    _coarse_gray: dict[int, np.ndarray] = field(default_factory=dict)
 
     @property
     def gray(self) -> np.ndarray:
@@ -63,12 +66,15 @@ class _EncodedFrame:
             self._gray = gray_cells(self.prepared, self.features)
         return self._gray
 
-    @property
-    def model_gray(self) -> np.ndarray:
-        """The prepared plane's gray level at model resolution: float ``[h_model, w_model]`` (once per frame)."""
-        if self._model_gray is None:
-            self._model_gray = self.prepared.rgb.mean(axis=0)
-        return self._model_gray
+    def coarse_gray(self, factor: int) -> np.ndarray:
+        """The prepared plane's gray level averaged over ``factor x factor`` blocks of model pixels:
+        float ``[h_model // factor, w_model // factor]`` (once per frame and factor)."""
+        if factor not in self._coarse_gray:
+            gray = self.prepared.rgb.mean(axis=0)
+            height, width = gray.shape[0] // factor, gray.shape[1] // factor
+            self._coarse_gray[factor] = gray[: height * factor, : width * factor].reshape(
+                height, factor, width, factor).mean(axis=(1, 3))
+        return self._coarse_gray[factor]
 
     @property
     def unit(self) -> torch.Tensor:
@@ -319,16 +325,21 @@ class _Stepping:
 
     def _moved(self, mask: np.ndarray, source: _EncodedFrame, target: _EncodedFrame) -> np.ndarray:
         """``PropagationConfig.follow_motion``: the plane ``mask`` of ``source`` moved as its patch of the
-        image moved onto ``target`` (:func:`~napari_seem.engine.motion.object_shift`, at model resolution,
-        by at most ``follow_motion`` object radii); ``mask`` itself when off or when the move empties it."""
+        image moved onto ``target`` (:func:`~napari_seem.engine.motion.object_shift`, by at most
+        ``follow_motion`` object radii). The search runs on blocks of model pixels small enough that
+        the object spans about ``MOTION_RADIUS`` of them (refined to a fraction of a block). ``mask``
+        itself when off or when the move empties it."""
         if self.config.follow_motion <= 0:
             return mask
         prepared = source.prepared
-        model_mask = resize_mask_nearest(mask, prepared.model_shape)
-        radius = np.sqrt(np.count_nonzero(model_mask) / np.pi)
-        reach = max(2, int(round(self.config.follow_motion * radius)))
-        dy, dx = object_shift(source.model_gray, target.model_gray, model_mask, reach)
-        moved = shift_mask(mask, int(round(dy / prepared.scale)), int(round(dx / prepared.scale)))
+        radius = np.sqrt(np.count_nonzero(mask) / np.pi) * prepared.scale  # model pixels
+        factor = max(1, int(radius // MOTION_RADIUS))
+        gray = source.coarse_gray(factor)
+        small = resize_mask_nearest(mask, gray.shape)
+        reach = max(1, int(round(self.config.follow_motion * radius / factor)))
+        dy, dx = object_shift(gray, target.coarse_gray(factor), small, reach, penalty=SHIFT_PENALTY * factor**2)
+        per_pixel = factor / prepared.scale  # plane pixels per block
+        moved = shift_mask(mask, int(round(dy * per_pixel)), int(round(dx * per_pixel)))
         return moved if moved.any() else mask
 
     def _kept_area(self, object_id: int, anchor: int | None, logits: torch.Tensor) -> torch.Tensor:

@@ -55,7 +55,8 @@ def add_eval_parser(sub, func) -> None:
         parser.add_argument("--variant", default="default_tiny", help="preset of an official checkpoint or of "
                             "random weights (default: default_tiny)")
         parser.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
-        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--seed", type=int, default=0,
+                            help="seed of random weights and of the prompt points the model samples (default: 0)")
         parser.add_argument("--out", help="write the full report as JSON here")
         parser.set_defaults(func=func)
 
@@ -68,7 +69,7 @@ def _predictor(args: argparse.Namespace):
 
     torch.set_num_threads(args.threads)
     model, weights = load_model(args.checkpoint, args.variant, args.seed)
-    return SeemPredictor(model), weights
+    return SeemPredictor(model, seed=args.seed), weights
 
 
 def run(args: argparse.Namespace) -> dict:
