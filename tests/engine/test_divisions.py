@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from napari_seem.engine import SeemPredictor, VideoSession
+from napari_seem.engine import VideoSession
 from napari_seem.engine.carry import daughters
 from napari_seem.engine.conversion import ObjectResult
 from napari_seem.engine.presence import PresenceSignals
-from napari_seem.model import build_seem
 from napari_seem.prompts import MaskPrompt, ObjectPrompt
 
-from tiny import tiny_config
+from tiny import video_predictor
 
 SHAPE = (48, 64)
 YY, XX = np.mgrid[: SHAPE[0], : SHAPE[1]]
@@ -33,8 +32,7 @@ LEFT, RIGHT = disc(24, 25), disc(24, 39)  # the daughters, both on the mother's 
 
 @pytest.fixture(scope="module")
 def predictor():
-    torch.manual_seed(0)
-    return SeemPredictor(build_seem(tiny_config()), target_size=64)
+    return video_predictor()
 
 
 def scripted(session: VideoSession, divide_on: int):

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from napari_seem.engine import SeemPredictor, VideoSession
+from napari_seem.engine import VideoSession
 from napari_seem.engine.carry import PropagationConfig
 from napari_seem.engine.motion import object_shift, shift_mask
-from napari_seem.model import build_seem
 from napari_seem.prompts import MaskPrompt, ObjectPrompt
 
-from tiny import tiny_config
+from tiny import NEVER_LOST, video_predictor
 
 
 def _textured_cell(shape=(80, 90), centre=(40, 40), radius=12, seed=0) -> tuple[np.ndarray, np.ndarray]:
@@ -84,15 +82,14 @@ def test_shift_mask_moves_and_drops_what_leaves():
 def test_a_propagation_step_follows_a_moving_cell():
     """With ``follow_motion`` the prior and reach move with the cell: a cell that moves by a third of
     its radius per frame is covered better on the last frame than with the prior held in place."""
-    torch.manual_seed(0)
-    predictor = SeemPredictor(build_seem(tiny_config()), target_size=64)
+    predictor = video_predictor()
     plane, mask = _textured_cell(shape=(64, 96), centre=(32, 24), radius=12)
     frames = np.stack([np.clip(_moved(plane, 0, 4 * t) * 20, 0, 65535).astype(np.uint16) for t in range(4)])
     truths = [_moved(mask, 0, 4 * t) for t in range(4)]
     overlap = {}
     for follow in (0.0, 0.5):
         config = PropagationConfig(follow_motion=follow, decoder_weight=0.0, appearance_weight=0.0)
-        session = VideoSession(predictor, frames, config=config, lost_iou=0.0, lost_score=0.0)
+        session = VideoSession(predictor, frames, config=config, **NEVER_LOST)
         session.add_objects(0, {1: ObjectPrompt(masks=[MaskPrompt(truths[0])])})
         list(session.propagate("forward"))
         last = session.results[3][1].mask

@@ -5,22 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from napari_seem.engine import SeemPredictor, VideoSession
+from napari_seem.engine import VideoSession
 from napari_seem.engine.presence import RULES, PresenceRule, PresenceSignals, Track, contrast
-from napari_seem.model import build_seem
 from napari_seem.prompts import ObjectPrompt, Point
 
-from tiny import tiny_config
-
-NEVER_LOST = {"lost_iou": 0.0, "lost_score": 0.0}
+from tiny import NEVER_LOST, video_predictor
 
 
 @pytest.fixture(scope="module")
 def predictor():
-    torch.manual_seed(0)
-    return SeemPredictor(build_seem(tiny_config()), target_size=64)
+    return video_predictor()
 
 
 def _frames(count: int = 7) -> np.ndarray:

@@ -17,9 +17,7 @@ from napari_seem.engine.image import target_size_for
 from napari_seem.model import build_seem
 from napari_seem.prompts import MaskPrompt, ObjectPrompt, Point
 
-from tiny import tiny_config
-
-NEVER_LOST = {"lost_iou": 0.0, "lost_score": 0.0}
+from tiny import NEVER_LOST, tiny_config, video_predictor
 
 
 def test_the_offset_moves_the_threshold_onto_the_target_outline():
@@ -40,8 +38,7 @@ def test_the_offset_stays_put_where_it_buys_nothing_and_for_no_target():
 
 @pytest.fixture(scope="module")
 def predictor():
-    torch.manual_seed(0)
-    return SeemPredictor(build_seem(tiny_config()), target_size=64)
+    return video_predictor()
 
 
 def _still_frames(count: int = 3) -> np.ndarray:

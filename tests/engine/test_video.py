@@ -19,17 +19,15 @@ from napari_seem.engine.carry import PropagationConfig
 from napari_seem.model import build_seem
 from napari_seem.prompts import MaskPrompt, ObjectPrompt, Point, PromptError, ReferenceRegion
 
-from tiny import tiny_config
+from tiny import NEVER_LOST, tiny_config, video_predictor
 
 SHAPE = (48, 40)
-NEVER_LOST = {"lost_iou": 0.0, "lost_score": 0.0}
 STARDIST_3D = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "stardist_synthetic_3d" / "image.tif"
 
 
 @pytest.fixture(scope="module")
 def predictor():
-    torch.manual_seed(0)
-    return SeemPredictor(build_seem(tiny_config()), target_size=64)
+    return video_predictor()
 
 
 def _frames(count: int = 6, seed: int = 0) -> np.ndarray:

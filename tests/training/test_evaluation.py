@@ -215,6 +215,21 @@ def test_eval_propagation_cli_on_a_z_stack_folder_reports_the_tube_and_the_floor
     assert "J_vol" in capsys.readouterr().out
 
 
+def test_eval_seed_also_seeds_the_points_the_model_samples(tmp_path):
+    """``eval --seed`` reaches the predictor, whose generator draws the points of a reference region
+    (the propagation figures of docs/propagation.md are given per seed)."""
+    from napari_seem.cli.main import build_parser
+    from napari_seem.evaluation.cli import _predictor
+
+    torch.manual_seed(0)
+    checkpoint = save_trained(tmp_path / "tiny.pt", build_seem(tiny_config()), seed=0, command="test")
+    for seed in (0, 2):
+        args = build_parser().parse_args(["eval", "propagation", "--data", str(tmp_path), "--checkpoint",
+                                          str(checkpoint), "--threads", "1", "--seed", str(seed)])
+        predictor, _ = _predictor(args)
+        assert predictor.seed == seed
+
+
 def test_matches_at_counts_false_instances_that_matched_iou_ignores():
     from napari_seem.evaluation.instances import matched_ious, matches_at
 

@@ -11,8 +11,8 @@ An object carried from frame ``t-1`` to ``t`` gets ``[h, w]`` logits at the mode
 held at ``CLIPPED_LOGIT`` at most outside the *reach* of its previous mask (the object moves less
 than ``reach`` object radii per frame). With ``follow_motion``, the previous mask that the prior and
 the reach are built from is first moved as the object's patch of the image moved
-(:mod:`~napari_seem.engine.motion`), by at most that many object radii. Objects given as masks (a painted or known object) are used
-as they are on their frame (:func:`given_mask_result`).
+(:mod:`~napari_seem.engine.motion`), by at most that many object radii. Objects given as masks (a
+painted or known object) are used as they are on their frame (:func:`given_mask_result`).
 
 With ``calibrate``, an object given as a mask also sets its own threshold: a step from its frame
 onto that same frame gives logits whose ``> 0`` region should be the given mask, and the offset that
